@@ -1,0 +1,1 @@
+//! The AN1289 sequence engine over telemetry events.

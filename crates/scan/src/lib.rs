@@ -1,0 +1,1 @@
+//! Checks over any memory source: TLS, header, hollowing and pre-entry findings.

@@ -1,0 +1,1 @@
+//! The telemetry event model and its decoders.

@@ -1,0 +1,1 @@
+//! Runs the Wine attack lab's scenarios for tests.
