@@ -1,0 +1,1019 @@
+//! The scan of one process: gathers its images (loader list, PEB image, PE headers in private
+//! memory), reads each image's headers and TLS data from memory, compares them with the file on
+//! disk, and runs the TLS, header, hollowing and pre-entry checks. Reads only; a per-process
+//! failure becomes `ProcessReport::error`, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use preentry_memory::{Availability, ProcessMemory, Region, RegionKind, peb};
+use serde_json::{Value, json};
+
+use crate::disk::DiskResolver;
+use crate::image::{
+    self, FieldDiff, FileTls, HeaderFacts, MAX_CALLBACKS, TlsFacts,
+};
+use crate::model::{
+    CallbackFact, Evidence, Finding, FindingKind, ModuleFacts, ProcessReport, Severity, hex_addr,
+};
+
+/// Options of a scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Where disk files are found.
+    pub resolver: DiskResolver,
+}
+
+/// Largest disk file read for comparison.
+const MAX_DISK_FILE: u64 = 512 * 1024 * 1024;
+/// Bytes of an image's header read from memory.
+const HEADER_READ: u64 = 0x1000;
+/// Most images considered per process (modules + PEB image + private PEs).
+const MAX_IMAGES: usize = 2048;
+/// Most private regions inspected for MZ headers / code per process.
+const MAX_PRIVATE_REGIONS: usize = 65536;
+/// Bytes of a private executable region sampled for non-zero content.
+const CODE_SAMPLE: u64 = 0x10000;
+
+/// Where an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageOrigin {
+    /// The loader's module list.
+    Module,
+    /// PEB.ImageBaseAddress (not in the module list).
+    Peb,
+    /// An MZ header found at the start of a private region.
+    Private,
+}
+
+/// One image the scan looks at.
+#[derive(Debug, Clone)]
+struct Image {
+    base: u64,
+    size: u64,
+    path: String,
+    origin: ImageOrigin,
+    main: bool,
+    headers: Option<HeaderFacts>,
+}
+
+impl Image {
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr - self.base < self.size
+    }
+
+    fn name(&self) -> &str {
+        preentry_memory::file_name_of(&self.path)
+    }
+}
+
+/// A disk file read for an image.
+struct DiskImage {
+    path: PathBuf,
+    headers: HeaderFacts,
+    tls: Option<FileTls>,
+}
+
+/// Whether (and why) the process has not reached its entry point.
+fn pre_entry_reason(mem: &dyn ProcessMemory, peb_ldr: Option<u64>) -> Option<String> {
+    if peb_ldr == Some(0) {
+        return Some("PEB.Ldr is NULL: the loader has not run".into());
+    }
+    if let Availability::Available(mods) = mem.modules()
+        && mods.is_empty()
+        && peb_ldr.is_none()
+    {
+        return Some("the module list is empty: the loader has not run".into());
+    }
+    None
+}
+
+fn ev(pairs: Vec<(&str, Value)>) -> Evidence {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn region_evidence(region: Option<&Region>) -> Vec<(&'static str, Value)> {
+    match region {
+        Some(r) => vec![
+            ("region_base", json!(hex_addr(r.base))),
+            ("region_size", json!(hex_addr(r.size))),
+            ("protection", json!(r.protection.short())),
+            ("region_kind", json!(kind_name(r.kind))),
+        ],
+        None => vec![],
+    }
+}
+
+fn kind_name(kind: RegionKind) -> &'static str {
+    match kind {
+        RegionKind::Image => "image",
+        RegionKind::Mapped => "mapped",
+        RegionKind::Private => "private",
+        RegionKind::Unknown => "unknown",
+    }
+}
+
+fn read_headers(mem: &dyn ProcessMemory, base: u64) -> Result<HeaderFacts, String> {
+    let buf = mem
+        .read_range(base, HEADER_READ, HEADER_READ)
+        .map_err(|e| e.to_string())?;
+    if buf.result.is_empty() {
+        return Err(format!("headers at {base:#x} are not readable"));
+    }
+    HeaderFacts::parse(&buf.bytes).map_err(|e| format!("at {base:#x}: {e}"))
+}
+
+fn read_ptr(mem: &dyn ProcessMemory, addr: u64, ps: usize) -> Option<u64> {
+    let mut b = [0u8; 8];
+    let slice = b.get_mut(..ps)?;
+    mem.read_exact_at(addr, slice).ok()?;
+    image::read_ptr(Some(&b), ps)
+}
+
+/// Reads the callback array at `va` from memory: entries up to NULL, [`MAX_CALLBACKS`], or an
+/// unreadable slot. The second value says why reading stopped early, if it did.
+fn read_callbacks(mem: &dyn ProcessMemory, va: u64, ps: usize) -> (Vec<u64>, Option<String>) {
+    let mut out = Vec::new();
+    if va == 0 {
+        return (out, None);
+    }
+    let step = ps as u64;
+    for i in 0..MAX_CALLBACKS as u64 {
+        let Some(addr) = i.checked_mul(step).and_then(|o| va.checked_add(o)) else {
+            return (out, Some("callback array address overflows".into()));
+        };
+        match read_ptr(mem, addr, ps) {
+            Some(0) => return (out, None),
+            Some(v) => out.push(v),
+            None => {
+                return (
+                    out,
+                    Some(format!("callback slot {i} at {addr:#x} is not readable")),
+                );
+            }
+        }
+    }
+    (
+        out,
+        Some(format!("more than {MAX_CALLBACKS} callbacks; stopped")),
+    )
+}
+
+fn read_disk(resolver: &DiskResolver, process_path: &str, mapped: Option<&Path>) -> Result<DiskImage, String> {
+    let path = resolver.resolve(process_path, mapped)?;
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > MAX_DISK_FILE {
+        return Err(format!("{}: larger than {MAX_DISK_FILE} bytes", path.display()));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let headers = HeaderFacts::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if is_wine_builtin(&bytes) {
+        return Err(format!(
+            "{} is a Wine builtin DLL stub, not the image Wine loads",
+            path.display()
+        ));
+    }
+    let tls = image::file_tls(&bytes, &headers);
+    Ok(DiskImage { path, headers, tls })
+}
+
+/// Wine's fake DLLs in a prefix carry "Wine placeholder DLL" after the DOS header.
+fn is_wine_builtin(bytes: &[u8]) -> bool {
+    bytes
+        .get(0x40..0x60)
+        .is_some_and(|b| b.starts_with(b"Wine placeholder DLL"))
+}
+
+/// Scans one process. Never fails: errors are recorded in the report.
+pub fn scan_process(mem: &dyn ProcessMemory, opts: &ScanOptions) -> ProcessReport {
+    let mut report = ProcessReport::new();
+    let id = mem.identity();
+    report.pid = Some(u64::from(id.pid));
+    report.windows_pid = id.windows_pid.map(u64::from);
+    report.linux_pid = id.linux_pid.map(u64::from);
+    report.image_path = id.image_path.clone();
+    if let preentry_memory::SourceKind::Minidump { path } = &id.source {
+        report.dump = Some(path.display().to_string());
+    }
+    let mut scanner = Scanner {
+        mem,
+        opts,
+        report,
+        images: Vec::new(),
+        pre_entry: None,
+    };
+    scanner.run();
+    let mut report = scanner.report;
+    report.sort_findings();
+    report
+}
+
+struct Scanner<'a> {
+    mem: &'a dyn ProcessMemory,
+    opts: &'a ScanOptions,
+    report: ProcessReport,
+    images: Vec<Image>,
+    pre_entry: Option<String>,
+}
+
+impl Scanner<'_> {
+    fn regions(&self) -> Option<&[Region]> {
+        self.mem.regions().available()
+    }
+
+    fn region_at(&self, addr: u64) -> Option<&Region> {
+        self.mem.region_at(addr)
+    }
+
+    fn image_of(&self, addr: u64) -> Option<&Image> {
+        self.images.iter().find(|i| i.contains(addr))
+    }
+
+    fn add(&mut self, f: Finding) {
+        self.report.findings.push(f);
+    }
+
+    fn run(&mut self) {
+        let id = self.mem.identity().clone();
+        let peb_info = id.peb_address.and_then(|p| peb::read_peb(self.mem, p).ok());
+        self.pre_entry = pre_entry_reason(self.mem, peb_info.as_ref().map(|p| p.ldr));
+        if let Availability::Unavailable { reason } = self.mem.regions() {
+            for check in [
+                "tls.callback_region",
+                "hollowing.image_backing",
+                "hollowing.exe_mapping",
+                "hollowing.pe_in_private_memory",
+                "pre_entry.private_code",
+            ] {
+                self.report.skip(check, reason.clone());
+            }
+        }
+        self.collect_images(&id);
+        self.check_hollowing(&id);
+        for idx in 0..self.images.len() {
+            self.check_image(idx);
+        }
+        self.check_threads(&id);
+        self.check_pre_entry_code();
+    }
+
+    /// Gathers images: the module list, the PEB image, MZ headers at private region starts.
+    fn collect_images(&mut self, id: &preentry_memory::ProcessIdentity) {
+        match self.mem.modules() {
+            Availability::Available(mods) => {
+                for m in mods.iter().take(MAX_IMAGES) {
+                    let main = Some(m.base) == id.peb_image_base;
+                    self.images.push(Image {
+                        base: m.base,
+                        size: m.size,
+                        path: m.path.clone(),
+                        origin: ImageOrigin::Module,
+                        main,
+                        headers: None,
+                    });
+                }
+            }
+            Availability::Unavailable { reason } => {
+                self.report.skip("modules", reason);
+            }
+        }
+        match id.peb_image_base {
+            Some(base) if base != 0 => {
+                if let Some(img) = self.images.iter_mut().find(|i| i.base == base) {
+                    img.main = true;
+                } else {
+                    self.images.push(Image {
+                        base,
+                        size: 0,
+                        path: id.image_path.clone().unwrap_or_default(),
+                        origin: ImageOrigin::Peb,
+                        main: true,
+                        headers: None,
+                    });
+                }
+            }
+            _ => self.report.skip(
+                "hollowing.peb_image",
+                "PEB.ImageBaseAddress is not known for this process",
+            ),
+        }
+        // Private regions starting with a PE header.
+        let private_bases: Vec<u64> = self
+            .regions()
+            .map(|rs| {
+                rs.iter()
+                    .filter(|r| r.kind == RegionKind::Private && r.protection.readable())
+                    .take(MAX_PRIVATE_REGIONS)
+                    .map(|r| r.base)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for base in private_bases {
+            if self.images.len() >= MAX_IMAGES {
+                break;
+            }
+            if self.images.iter().any(|i| i.base == base) {
+                continue;
+            }
+            let mut mz = [0u8; 2];
+            if self.mem.read_exact_at(base, &mut mz).is_err() || &mz != b"MZ" {
+                continue;
+            }
+            if let Ok(h) = read_headers(self.mem, base) {
+                self.images.push(Image {
+                    base,
+                    size: u64::from(h.size_of_image),
+                    path: format!("<private image at {base:#x}>"),
+                    origin: ImageOrigin::Private,
+                    main: false,
+                    headers: Some(h),
+                });
+            }
+        }
+        // Headers of every image; sizes for those the module list did not size.
+        for img in self.images.iter_mut() {
+            if img.headers.is_none() {
+                img.headers = read_headers(self.mem, img.base).ok();
+            }
+            if img.size == 0
+                && let Some(h) = &img.headers
+            {
+                img.size = u64::from(h.size_of_image);
+            }
+        }
+    }
+
+    fn mapped_path_of(&self, base: u64) -> Option<PathBuf> {
+        let r = self.region_at(base)?;
+        match r.kind {
+            RegionKind::Image | RegionKind::Mapped => r.path.clone(),
+            _ => None,
+        }
+    }
+
+    /// The host path of the process's exe, when it can be resolved.
+    fn exe_host_path(&self, id: &preentry_memory::ProcessIdentity) -> Option<PathBuf> {
+        let path = id.image_path.as_deref()?;
+        let mapped = id.peb_image_base.and_then(|b| self.mapped_path_of(b));
+        self.opts.resolver.resolve(path, mapped.as_deref()).ok()
+    }
+
+    /// Hollowing: the PEB image's backing and contents against the exe file.
+    fn check_hollowing(&mut self, id: &preentry_memory::ProcessIdentity) {
+        let Some(base) = id.peb_image_base.filter(|b| *b != 0) else {
+            return;
+        };
+        let exe_path = id.image_path.clone().unwrap_or_default();
+        let exe_host = self.exe_host_path(id);
+        let main_headers = self
+            .images
+            .iter()
+            .find(|i| i.main)
+            .and_then(|i| i.headers.clone());
+
+        // Exe mappings (live sources with file paths).
+        let mut exe_mapped_at: Vec<u64> = Vec::new();
+        let mut have_paths = false;
+        if let (Some(regions), Some(host)) = (self.regions(), exe_host.as_ref()) {
+            let canon = std::fs::canonicalize(host).unwrap_or_else(|_| host.clone());
+            for r in regions {
+                if let Some(p) = &r.path {
+                    have_paths = true;
+                    let pc = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                    if pc == canon {
+                        exe_mapped_at.push(r.base);
+                    }
+                }
+            }
+        }
+        let region = self.region_at(base).cloned();
+        let disk = if exe_path.is_empty() {
+            Err("the process names no image path".to_string())
+        } else {
+            read_disk(
+                &self.opts.resolver,
+                &exe_path,
+                exe_host.as_deref(),
+            )
+        };
+
+        // Content comparison: identity fields of the headers.
+        let mut mismatch_fields: Vec<FieldDiff> = Vec::new();
+        match (&disk, &main_headers) {
+            (Ok(d), Some(m)) => {
+                mismatch_fields = image::diff_headers(&d.headers, m, base)
+                    .into_iter()
+                    .filter(|f| is_identity_field(&f.field))
+                    .collect();
+            }
+            (Err(reason), _) => self
+                .report
+                .skip("hollowing.main_image_vs_disk", reason.clone()),
+            (_, None) => self.report.skip(
+                "hollowing.main_image_vs_disk",
+                format!("no PE header readable at PEB.ImageBaseAddress {base:#x}"),
+            ),
+        }
+
+        let backed_by_exe = match &region {
+            Some(r) if matches!(r.kind, RegionKind::Image | RegionKind::Mapped) => {
+                exe_mapped_at.iter().any(|b| *b == r.base) || !have_paths
+            }
+            Some(_) => false,
+            None => true, // unknown: decided by content below
+        };
+        let region_private_writable_exec = region.as_ref().is_some_and(|r| {
+            r.kind == RegionKind::Private && r.protection.writable()
+        });
+        let hollowed = !mismatch_fields.is_empty()
+            || (region.is_some() && !backed_by_exe && region_private_writable_exec);
+        if hollowed {
+            let mut e = vec![
+                ("image_base", json!(hex_addr(base))),
+                ("exe_path", json!(exe_path)),
+                (
+                    "exe_mapped_at",
+                    json!(exe_mapped_at.iter().map(|b| hex_addr(*b)).collect::<Vec<_>>()),
+                ),
+                (
+                    "header_mismatch",
+                    json!(mismatch_fields.iter().map(|f| f.field.clone()).collect::<Vec<_>>()),
+                ),
+            ];
+            e.extend(region_evidence(region.as_ref()));
+            if let Some(r) = &region {
+                e.push((
+                    "region_path",
+                    json!(r.path.as_ref().map(|p| p.display().to_string())),
+                ));
+            }
+            self.add(Finding::new(
+                FindingKind::HollowedImage,
+                format!(
+                    "PEB.ImageBaseAddress {base:#x} holds an image that is not the mapped exe file {exe_path}"
+                ),
+                ev(e),
+            ));
+            if let Some(img) = self.images.iter_mut().find(|i| i.main) {
+                img.path = format!("<hollowed image at {base:#x}>");
+            }
+        }
+        if !mismatch_fields.is_empty()
+            && let Ok(d) = &disk
+        {
+            self.add(Finding::new(
+                FindingKind::MainImageMismatch,
+                format!(
+                    "the main image at {base:#x} does not match {}: {}",
+                    d.path.display(),
+                    mismatch_fields
+                        .iter()
+                        .map(|f| f.field.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                ev(vec![
+                    ("image_base", json!(hex_addr(base))),
+                    ("exe_path", json!(exe_path)),
+                    ("disk_file", json!(d.path.display().to_string())),
+                    (
+                        "fields",
+                        json!(mismatch_fields
+                            .iter()
+                            .map(|f| json!({"field": f.field, "disk": f.disk, "memory": f.memory}))
+                            .collect::<Vec<_>>()),
+                    ),
+                ]),
+            ));
+        }
+        if have_paths && exe_host.is_some() && exe_mapped_at.is_empty() {
+            self.add(Finding::new(
+                FindingKind::ExeMappingMissing,
+                format!("no region maps the process's exe file {exe_path}"),
+                ev(vec![
+                    ("exe_path", json!(exe_path)),
+                    ("image_base", json!(hex_addr(base))),
+                ]),
+            ));
+        } else if exe_host.is_none() && self.regions().is_some() {
+            self.report.skip(
+                "hollowing.exe_mapping",
+                format!("the exe file {exe_path} could not be found on this machine"),
+            );
+        }
+        // Private PE images other than the PEB image.
+        let privates: Vec<(u64, u64, Option<HeaderFacts>)> = self
+            .images
+            .iter()
+            .filter(|i| i.origin == ImageOrigin::Private && i.base != base)
+            .map(|i| (i.base, i.size, i.headers.clone()))
+            .collect();
+        for (pbase, psize, h) in privates {
+            let region = self.region_at(pbase).cloned();
+            let mut e = vec![
+                ("address", json!(hex_addr(pbase))),
+                ("size_of_image", json!(hex_addr(psize))),
+            ];
+            if let Some(h) = &h {
+                e.push((
+                    "entry_point",
+                    json!(hex_addr(pbase.wrapping_add(u64::from(h.entry_point)))),
+                ));
+            }
+            e.extend(region_evidence(region.as_ref()));
+            self.add(Finding::new(
+                FindingKind::PeInPrivateMemory,
+                format!("a PE image lives in private memory at {pbase:#x}"),
+                ev(e),
+            ));
+        }
+    }
+
+    /// TLS and header checks of one image.
+    fn check_image(&mut self, idx: usize) {
+        let Some(img) = self.images.get(idx).cloned() else {
+            return;
+        };
+        let name = img.name().to_string();
+        let mut facts = ModuleFacts {
+            path: img.path.clone(),
+            base: hex_addr(img.base),
+            main: img.main,
+            disk_file: None,
+            tls_directory: None,
+            tls_callbacks: Vec::new(),
+        };
+        let Some(mem_h) = img.headers.clone() else {
+            self.report.skip(
+                format!("headers@{name}"),
+                format!("no PE header readable at {:#x}", img.base),
+            );
+            self.report.modules.push(facts);
+            return;
+        };
+        let hollowed_main = img.main
+            && self
+                .report
+                .findings
+                .iter()
+                .any(|f| f.kind == FindingKind::HollowedImage);
+        let unbacked = hollowed_main || img.origin == ImageOrigin::Private;
+
+        // Disk file (not for images that no file backs).
+        let disk = if unbacked {
+            Err("the image is not backed by a file".to_string())
+        } else {
+            let mapped = self.mapped_path_of(img.base);
+            read_disk(&self.opts.resolver, &img.path, mapped.as_deref())
+        };
+        if let Ok(d) = &disk {
+            facts.disk_file = Some(d.path.display().to_string());
+        } else if let Err(reason) = &disk
+            && !unbacked
+        {
+            self.report
+                .skip(format!("tls.disk_diff@{name}"), reason.clone());
+            self.report
+                .skip(format!("headers.disk_diff@{name}"), reason.clone());
+        }
+
+        // TLS in memory.
+        let (tls_rva, tls_size) = mem_h.tls_directory();
+        let ps = mem_h.pointer_size();
+        let mut mem_tls: Option<TlsFacts> = None;
+        let mut callbacks: Vec<u64> = Vec::new();
+        if tls_rva != 0 && tls_size != 0 {
+            let dir_va = img.base.wrapping_add(u64::from(tls_rva));
+            facts.tls_directory = Some(hex_addr(dir_va));
+            let mut buf = [0u8; 40];
+            let n = TlsFacts::struct_size(mem_h.is_64);
+            if let Some(slice) = buf.get_mut(..n)
+                && self.mem.read_exact_at(dir_va, slice).is_ok()
+            {
+                mem_tls = TlsFacts::parse(&buf, mem_h.is_64);
+            } else {
+                self.report.skip(
+                    format!("tls.directory@{name}"),
+                    format!("TLS directory at {dir_va:#x} is not readable"),
+                );
+            }
+            if let Some(t) = &mem_tls {
+                let (cbs, stopped) = read_callbacks(self.mem, t.address_of_callbacks, ps);
+                callbacks = cbs;
+                if let Some(why) = stopped {
+                    self.report.skip(format!("tls.callbacks@{name}"), why);
+                }
+            }
+        }
+
+        // Disk comparisons.
+        let mut modified = false;
+        if let Ok(d) = &disk {
+            let diffs = image::diff_headers(&d.headers, &mem_h, img.base);
+            for f in diffs {
+                let is_tls_dd = f.field.starts_with("data_directory.tls.");
+                if is_tls_dd {
+                    modified = true;
+                    self.add(self.field_finding(
+                        FindingKind::TlsDataDirectoryModified,
+                        &img,
+                        &d.path,
+                        &f,
+                        Severity::High,
+                    ));
+                } else if !(img.main && is_identity_field(&f.field)
+                    && self.report.findings.iter().any(|x| x.kind == FindingKind::MainImageMismatch))
+                {
+                    let sev = if f.field == "optional_header.address_of_entry_point" {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    };
+                    self.add(self.field_finding(
+                        FindingKind::HeaderFieldModified,
+                        &img,
+                        &d.path,
+                        &f,
+                        sev,
+                    ));
+                }
+            }
+            match (&d.tls, &mem_tls) {
+                (Some(dt), Some(mt)) => {
+                    for f in image::diff_tls(&dt.directory, mt, d.headers.image_base, img.base) {
+                        modified = true;
+                        self.add(self.field_finding(
+                            FindingKind::TlsDirectoryModified,
+                            &img,
+                            &d.path,
+                            &f,
+                            Severity::High,
+                        ));
+                    }
+                    let n = dt.callbacks.len().max(callbacks.len());
+                    for slot in 0..n {
+                        let disk_v = dt
+                            .callbacks
+                            .get(slot)
+                            .map(|v| image::relocate(*v, d.headers.image_base, img.base));
+                        let mem_v = callbacks.get(slot).copied();
+                        if disk_v != mem_v {
+                            modified = true;
+                            let f = FieldDiff {
+                                field: format!("tls.callbacks[{slot}]"),
+                                disk: disk_v.map(hex_addr).unwrap_or_else(|| "null".into()),
+                                memory: mem_v.map(hex_addr).unwrap_or_else(|| "null".into()),
+                            };
+                            let mut finding = self.field_finding(
+                                FindingKind::TlsCallbackArrayModified,
+                                &img,
+                                &d.path,
+                                &f,
+                                Severity::High,
+                            );
+                            finding.evidence.insert("disk".into(), json!(disk_v.map(hex_addr)));
+                            finding.evidence.insert("memory".into(), json!(mem_v.map(hex_addr)));
+                            self.add(finding);
+                        }
+                    }
+                }
+                (None, Some(_)) => {
+                    modified = true;
+                    self.add(Finding::new(
+                        FindingKind::TlsDirectoryAdded,
+                        format!(
+                            "{name} at {:#x} has a TLS directory in memory but {} has none",
+                            img.base,
+                            d.path.display()
+                        ),
+                        ev(vec![
+                            ("module", json!(img.path)),
+                            ("module_base", json!(hex_addr(img.base))),
+                            ("tls_directory", json!(facts.tls_directory)),
+                            (
+                                "callbacks",
+                                json!(callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
+                            ),
+                            ("disk_file", json!(d.path.display().to_string())),
+                        ]),
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        // Unbacked images carrying TLS callbacks (the hollowing payload's).
+        if unbacked && img.main && !callbacks.is_empty() {
+            self.add(Finding::new(
+                FindingKind::TlsCallbackInUnbackedImage,
+                format!(
+                    "the image at {:#x}, not backed by the exe file, has {} TLS callback(s) that run before its entry point",
+                    img.base,
+                    callbacks.len()
+                ),
+                ev(vec![
+                    ("image_base", json!(hex_addr(img.base))),
+                    ("tls_directory", json!(facts.tls_directory)),
+                    (
+                        "callbacks",
+                        json!(callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
+                    ),
+                ]),
+            ));
+        }
+
+        // Where each callback points.
+        for (slot, cb) in callbacks.iter().copied().enumerate() {
+            let fact = self.classify_callback(&img, &mem_h, slot, cb, modified);
+            facts.tls_callbacks.push(fact);
+        }
+        self.report.modules.push(facts);
+    }
+
+    fn field_finding(
+        &self,
+        kind: FindingKind,
+        img: &Image,
+        disk_path: &Path,
+        f: &FieldDiff,
+        severity: Severity,
+    ) -> Finding {
+        Finding::new(
+            kind,
+            format!(
+                "{} of {} at {:#x} is {} in memory but {} on disk",
+                f.field,
+                img.name(),
+                img.base,
+                f.memory,
+                f.disk
+            ),
+            ev(vec![
+                ("module", json!(img.path)),
+                ("module_base", json!(hex_addr(img.base))),
+                ("field", json!(f.field)),
+                ("disk", json!(f.disk)),
+                ("memory", json!(f.memory)),
+                ("disk_file", json!(disk_path.display().to_string())),
+            ]),
+        )
+        .with_severity(severity)
+    }
+
+    fn classify_callback(
+        &mut self,
+        img: &Image,
+        mem_h: &HeaderFacts,
+        slot: usize,
+        cb: u64,
+        modified: bool,
+    ) -> CallbackFact {
+        let region = self.region_at(cb).cloned();
+        let owner = self.image_of(cb).map(|i| (i.base, i.path.clone()));
+        let in_own = img.contains(cb);
+        let section = if in_own {
+            cb.checked_sub(img.base)
+                .and_then(|rva| mem_h.section_of(rva))
+                .cloned()
+        } else {
+            None
+        };
+        let fact = CallbackFact {
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            address: hex_addr(cb),
+            image: owner
+                .as_ref()
+                .map(|(_, p)| preentry_memory::file_name_of(p).to_string()),
+            section: section.as_ref().map(|s| s.name.clone()),
+            protection: region.as_ref().map(|r| r.protection.short()),
+            region_kind: region.as_ref().map(|r| kind_name(r.kind).to_string()),
+        };
+        let name = img.name().to_string();
+        let mut base_ev = vec![
+            ("module", json!(img.path)),
+            ("module_base", json!(hex_addr(img.base))),
+            ("slot", json!(slot)),
+            ("callback", json!(hex_addr(cb))),
+            (
+                "callback_image",
+                json!(owner.as_ref().map(|(_, p)| p.clone())),
+            ),
+            ("tls_modified", json!(modified)),
+        ];
+        base_ev.extend(region_evidence(region.as_ref()));
+
+        if !in_own {
+            let rwx = region.as_ref().is_some_and(|r| r.protection.writable_executable());
+            let private = region.as_ref().is_some_and(|r| r.kind == RegionKind::Private);
+            let (kind, what) = if rwx {
+                (FindingKind::TlsCallbackInRwxMemory, "writable and executable memory")
+            } else if private && owner.is_none() {
+                (FindingKind::TlsCallbackInPrivateMemory, "private memory")
+            } else if owner.is_none() {
+                (FindingKind::TlsCallbackOutsideImage, "memory outside every image")
+            } else {
+                (FindingKind::TlsCallbackOutsideImage, "another image")
+            };
+            let sev = if modified && (rwx || private || (region.is_none() && owner.is_none())) {
+                Severity::Critical
+            } else if owner.is_some() && !rwx {
+                Severity::Low
+            } else {
+                kind.default_severity()
+            };
+            // A callback into another loaded module is an oddity, not by itself an attack.
+            self.add(
+                Finding::new(
+                    kind,
+                    format!("TLS callback {slot} of {name} points into {what} at {cb:#x}"),
+                    ev(base_ev.clone()),
+                )
+                .with_severity(sev),
+            );
+            if let Some(reason) = self.pre_entry.clone() {
+                let mut e = base_ev.clone();
+                e.push(("pre_entry_reason", json!(reason)));
+                self.add(Finding::new(
+                    FindingKind::TlsCallbackOutsideModulePreEntry,
+                    format!(
+                        "TLS callback {slot} of {name} points outside its module at {cb:#x} before the entry point ran"
+                    ),
+                    ev(e),
+                ));
+            }
+        } else {
+            let not_exec_section = section.as_ref().is_some_and(|s| !s.is_executable());
+            let not_exec_region = region.as_ref().is_some_and(|r| !r.protection.executable());
+            if not_exec_section || not_exec_region {
+                let mut e = base_ev;
+                e.push(("section", json!(section.as_ref().map(|s| s.name.clone()))));
+                self.add(Finding::new(
+                    FindingKind::TlsCallbackNotExecutable,
+                    format!(
+                        "TLS callback {slot} of {name} points at {cb:#x}, in {} that is not executable",
+                        if not_exec_section { "a section" } else { "memory" }
+                    ),
+                    ev(e),
+                ));
+            }
+        }
+        fact
+    }
+
+    /// Threads: initial thread context before the entry point, start addresses.
+    fn check_threads(&mut self, id: &preentry_memory::ProcessIdentity) {
+        let threads = match self.mem.threads() {
+            Availability::Available(t) => t.to_vec(),
+            Availability::Unavailable { reason } => {
+                self.report.skip("pre_entry.threads", reason);
+                return;
+            }
+        };
+        // Start addresses in private memory.
+        let mut seen_start_unavailable = false;
+        for t in &threads {
+            match &t.start_address {
+                Availability::Available(start) => {
+                    let start = *start;
+                    let region = self.region_at(start).cloned();
+                    if self.image_of(start).is_none()
+                        && region.as_ref().is_some_and(|r| r.kind == RegionKind::Private)
+                    {
+                        let mut e = vec![
+                            ("thread", json!(t.tid)),
+                            ("start_address", json!(hex_addr(start))),
+                        ];
+                        e.extend(region_evidence(region.as_ref()));
+                        self.add(Finding::new(
+                            FindingKind::ThreadStartInPrivateMemory,
+                            format!("thread {} starts in private memory at {start:#x}", t.tid),
+                            ev(e),
+                        ));
+                    }
+                }
+                Availability::Unavailable { reason } => {
+                    if !seen_start_unavailable {
+                        seen_start_unavailable = true;
+                        self.report
+                            .skip("pre_entry.thread_start", reason.clone());
+                    }
+                }
+            }
+        }
+        // The initial thread before the entry point.
+        let Some(reason) = self.pre_entry.clone() else {
+            return;
+        };
+        let Some(base) = id.peb_image_base.filter(|b| *b != 0) else {
+            return;
+        };
+        // Expected entry: the exe file's, relocated to the PEB base; else the in-memory header's.
+        let exe_entry = id
+            .image_path
+            .as_deref()
+            .and_then(|p| {
+                read_disk(
+                    &self.opts.resolver,
+                    p,
+                    self.mapped_path_of(base).as_deref(),
+                )
+                .ok()
+            })
+            .map(|d| base.wrapping_add(u64::from(d.headers.entry_point)));
+        let mem_entry = self
+            .images
+            .iter()
+            .find(|i| i.main)
+            .and_then(|i| i.headers.as_ref())
+            .map(|h| base.wrapping_add(u64::from(h.entry_point)));
+        let Some(expected) = exe_entry.or(mem_entry) else {
+            self.report.skip(
+                "pre_entry.initial_thread",
+                "the image's entry point is not known (no header, no disk file)",
+            );
+            return;
+        };
+        let Some(initial) = threads.first() else {
+            return;
+        };
+        let Availability::Available(ctx) = &initial.context else {
+            self.report.skip(
+                "pre_entry.initial_thread",
+                initial.context.reason().unwrap_or("no thread context").to_string(),
+            );
+            return;
+        };
+        let peb_ok = id.peb_address.is_none_or(|p| ctx.rdx == p);
+        if ctx.rcx != expected || !peb_ok {
+            self.add(Finding::new(
+                FindingKind::InitialThreadContextModified,
+                format!(
+                    "the initial thread {} would start at {:#x}, not at the image's entry point {expected:#x}",
+                    initial.tid, ctx.rcx
+                ),
+                ev(vec![
+                    ("thread", json!(initial.tid)),
+                    ("rip", json!(hex_addr(ctx.rip))),
+                    ("rcx", json!(hex_addr(ctx.rcx))),
+                    ("rdx", json!(hex_addr(ctx.rdx))),
+                    ("expected_entry", json!(hex_addr(expected))),
+                    ("peb", json!(id.peb_address.map(hex_addr))),
+                    ("pre_entry_reason", json!(reason)),
+                ]),
+            ));
+        }
+    }
+
+    /// Private executable memory with code before the entry point.
+    fn check_pre_entry_code(&mut self) {
+        let Some(reason) = self.pre_entry.clone() else {
+            return;
+        };
+        let Some(regions) = self.regions() else {
+            return;
+        };
+        let candidates: Vec<Region> = regions
+            .iter()
+            .filter(|r| {
+                r.kind == RegionKind::Private
+                    && r.protection.executable()
+                    && r.protection.writable()
+                    && r.pseudo_path.is_none()
+            })
+            .take(MAX_PRIVATE_REGIONS)
+            .cloned()
+            .collect();
+        for r in candidates {
+            if self.image_of(r.base).is_some() {
+                continue;
+            }
+            let Ok(buf) = self.mem.read_range(r.base, r.size, CODE_SAMPLE) else {
+                continue;
+            };
+            let nonzero = buf.bytes.iter().filter(|b| **b != 0).count();
+            if nonzero == 0 {
+                continue;
+            }
+            let mut e = region_evidence(Some(&r));
+            e.push(("nonzero_bytes", json!(nonzero)));
+            e.push(("pre_entry_reason", json!(reason)));
+            self.add(Finding::new(
+                FindingKind::PreEntryPrivateCode,
+                format!(
+                    "private {} memory at {:#x} holds code before the process reached its entry point",
+                    r.protection.short(),
+                    r.base
+                ),
+                ev(e),
+            ));
+        }
+    }
+}
+
+/// Fields whose difference means "a different image", not a patched header.
+fn is_identity_field(field: &str) -> bool {
+    field == "optional_header.size_of_image"
+        || field == "file_header.number_of_sections"
+        || field == "file_header.machine"
+        || field.ends_with(".virtual_address") && field.starts_with("sections[")
+        || field.ends_with(".name") && field.starts_with("sections[")
+}
