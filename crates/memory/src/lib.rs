@@ -19,7 +19,7 @@
 //! Facts a source cannot provide are [`Availability::Unavailable`] with a sentence saying why
 //! (for example "MemoryInfoList stream absent from this dump"), never guessed.
 //!
-//! Sources: `dump::MinidumpSource` (Windows minidumps, also gzip-compressed) and
+//! Sources: [`dump::MinidumpSource`] (Windows minidumps, also gzip-compressed) and
 //! `wine::WineProcess` (live Wine processes on Linux, read through `/proc` only). A live
 //! Windows source is meant to be one more implementation of the same trait. [`peb`] reads the
 //! PEB, its loader module list and process parameters through any [`MemoryReader`].
@@ -32,6 +32,7 @@
 //! See the `wine` module for what a Wine process looks like from `/proc` (measured facts the
 //! scan checks rely on).
 
+pub mod dump;
 mod error;
 pub mod peb;
 mod types;

@@ -591,7 +591,7 @@ mod tests {
         assert_eq!(r.unreadable, vec![100..110, 130..150, 160..200]);
         assert_eq!(r.bytes_read(), 30);
         assert!(!r.is_complete());
-        let full = ReadResult::from_valid(0, 10, vec![0..10]);
+        let full = ReadResult::from_valid(0, 10, std::iter::once(0..10).collect());
         assert!(full.is_complete());
         let none = ReadResult::from_valid(u64::MAX - 2, 10, vec![]);
         assert_eq!(none.unreadable, vec![u64::MAX - 2..u64::MAX]);
