@@ -238,11 +238,11 @@ impl MinidumpSource {
                 let Some(teb) = t.teb.filter(|&a| a != 0) else {
                     continue;
                 };
-                if let Ok(p) = self.read_u64(teb.wrapping_add(peb::TEB_PEB)) {
-                    if p != 0 {
-                        peb_addr = Some(p);
-                        break;
-                    }
+                if let Ok(p) = self.read_u64(teb.wrapping_add(peb::TEB_PEB))
+                    && p != 0
+                {
+                    peb_addr = Some(p);
+                    break;
                 }
             }
         }
@@ -297,12 +297,11 @@ impl MinidumpSource {
     }
 
     fn fill_image_from_modules(&mut self) {
-        if self.identity.image_path.is_none() {
-            if let Availability::Available(mods) = &self.modules {
-                if let Some(m) = mods.first() {
-                    self.identity.image_path = Some(m.path.clone());
-                }
-            }
+        if self.identity.image_path.is_none()
+            && let Availability::Available(mods) = &self.modules
+            && let Some(m) = mods.first()
+        {
+            self.identity.image_path = Some(m.path.clone());
         }
     }
 
