@@ -48,7 +48,7 @@ impl DiskResolver {
                 return Ok(p);
             }
             if let Some(name) = rest.last()
-                && let Some(p) = find_ci(root, &[name])
+                && let Some(p) = find_by_name(root, name)
             {
                 return Ok(p);
             }
@@ -100,6 +100,28 @@ fn split_windows_path(path: &str) -> (Option<char>, Vec<&str>) {
     (drive, comps)
 }
 
+/// Most directory entries visited when looking a file up by name under `--disk-root`.
+const MAX_WALK: usize = 200_000;
+
+/// Finds a file named `name` (case-insensitively) anywhere under `root`, shallowest first.
+fn find_by_name(root: &Path, name: &str) -> Option<PathBuf> {
+    let lower = name.to_lowercase();
+    walkdir::WalkDir::new(root)
+        .max_depth(16)
+        .sort_by_file_name()
+        .into_iter()
+        .take(MAX_WALK)
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.to_lowercase() == lower)
+        })
+        .min_by_key(|e| e.depth())
+        .map(|e| e.into_path())
+}
+
 /// Walks `comps` under `base`, matching each component exactly first, then case-insensitively.
 fn find_ci(base: &Path, comps: &[&str]) -> Option<PathBuf> {
     if comps.iter().any(|c| *c == "..") {
@@ -137,7 +159,10 @@ mod tests {
             split_windows_path(r"\??\Z:\tmp\x.exe"),
             (Some('z'), vec!["tmp", "x.exe"])
         );
-        assert_eq!(split_windows_path("/tmp/x.exe"), (None, vec!["tmp", "x.exe"]));
+        assert_eq!(
+            split_windows_path("/tmp/x.exe"),
+            (None, vec!["tmp", "x.exe"])
+        );
     }
 
     #[test]
@@ -166,7 +191,8 @@ mod tests {
             disk_root: None,
             wine_prefix: Some(dir.path().to_path_buf()),
         };
-        std::fs::create_dir_all(dir.path().join("drive_c/windows")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.path().join("drive_c/windows"))
+            .unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(dir.path().join("drive_c/windows/a.dll"), b"MZ")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

@@ -171,8 +171,8 @@ impl HeaderFacts {
     /// Parses the headers at the start of `data` (a file, or the first page(s) of a loaded
     /// image: the header layout is the same).
     pub fn parse(data: &[u8]) -> Result<HeaderFacts, NotPe> {
-        let magic = object::read::pe::optional_header_magic(data)
-            .map_err(|e| NotPe(e.to_string()))?;
+        let magic =
+            object::read::pe::optional_header_magic(data).map_err(|e| NotPe(e.to_string()))?;
         match magic {
             pe::IMAGE_NT_OPTIONAL_HDR64_MAGIC => headers_generic::<pe::ImageNtHeaders64>(data),
             pe::IMAGE_NT_OPTIONAL_HDR32_MAGIC => headers_generic::<pe::ImageNtHeaders32>(data),
@@ -223,8 +223,8 @@ pub struct FileTls {
 /// Reads the TLS directory and callback array of a file-layout image. `None` when the file has
 /// no TLS directory (or it is not readable in the file).
 pub fn file_tls(file: &[u8], h: &HeaderFacts) -> Option<FileTls> {
-    let (rva, size) = h.tls_directory();
-    if rva == 0 || size == 0 {
+    let (rva, _size) = h.tls_directory();
+    if rva == 0 {
         return None;
     }
     let off = usize::try_from(h.file_offset(u64::from(rva))?).ok()?;
@@ -371,25 +371,25 @@ pub fn diff_headers(disk: &HeaderFacts, mem: &HeaderFacts, loaded_base: u64) -> 
     for (i, (d, m)) in disk.sections.iter().zip(mem.sections.iter()).enumerate() {
         push(
             &mut out,
-            format!("sections[{i}].name"),
+            format!("section[{i}].name"),
             d.name.clone(),
             m.name.clone(),
         );
         push(
             &mut out,
-            format!("sections[{i}].virtual_address"),
+            format!("section[{i}].virtual_address"),
             hex(d.virtual_address.into()),
             hex(m.virtual_address.into()),
         );
         push(
             &mut out,
-            format!("sections[{i}].virtual_size"),
+            format!("section[{i}].virtual_size"),
             hex(d.virtual_size.into()),
             hex(m.virtual_size.into()),
         );
         push(
             &mut out,
-            format!("sections[{i}].characteristics"),
+            format!("section[{i}].characteristics"),
             hex(d.characteristics.into()),
             hex(m.characteristics.into()),
         );
@@ -408,7 +408,12 @@ pub fn relocate(va: u64, file_base: u64, loaded_base: u64) -> u64 {
 
 /// Field-level diff of two TLS directories; the file's VAs are relocated first.
 /// `AddressOfIndex` is compared as an address; the value the loader writes *at* it is not.
-pub fn diff_tls(disk: &TlsFacts, mem: &TlsFacts, file_base: u64, loaded_base: u64) -> Vec<FieldDiff> {
+pub fn diff_tls(
+    disk: &TlsFacts,
+    mem: &TlsFacts,
+    file_base: u64,
+    loaded_base: u64,
+) -> Vec<FieldDiff> {
     let r = |v| relocate(v, file_base, loaded_base);
     let mut out = Vec::new();
     push(

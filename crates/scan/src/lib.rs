@@ -27,6 +27,8 @@ pub mod image;
 pub mod model;
 mod process;
 pub mod render;
+#[cfg(test)]
+mod testing;
 
 pub use disk::DiskResolver;
 pub use model::{

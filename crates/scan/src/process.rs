@@ -9,9 +9,7 @@ use preentry_memory::{Availability, ProcessMemory, Region, RegionKind, peb};
 use serde_json::{Value, json};
 
 use crate::disk::DiskResolver;
-use crate::image::{
-    self, FieldDiff, FileTls, HeaderFacts, MAX_CALLBACKS, TlsFacts,
-};
+use crate::image::{self, FieldDiff, FileTls, HeaderFacts, MAX_CALLBACKS, TlsFacts};
 use crate::model::{
     CallbackFact, Evidence, Finding, FindingKind, ModuleFacts, ProcessReport, Severity, hex_addr,
 };
@@ -158,11 +156,18 @@ fn read_callbacks(mem: &dyn ProcessMemory, va: u64, ps: usize) -> (Vec<u64>, Opt
     )
 }
 
-fn read_disk(resolver: &DiskResolver, process_path: &str, mapped: Option<&Path>) -> Result<DiskImage, String> {
+fn read_disk(
+    resolver: &DiskResolver,
+    process_path: &str,
+    mapped: Option<&Path>,
+) -> Result<DiskImage, String> {
     let path = resolver.resolve(process_path, mapped)?;
     let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > MAX_DISK_FILE {
-        return Err(format!("{}: larger than {MAX_DISK_FILE} bytes", path.display()));
+        return Err(format!(
+            "{}: larger than {MAX_DISK_FILE} bytes",
+            path.display()
+        ));
     }
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let headers = HeaderFacts::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -389,11 +394,7 @@ impl Scanner<'_> {
         let disk = if exe_path.is_empty() {
             Err("the process names no image path".to_string())
         } else {
-            read_disk(
-                &self.opts.resolver,
-                &exe_path,
-                exe_host.as_deref(),
-            )
+            read_disk(&self.opts.resolver, &exe_path, exe_host.as_deref())
         };
 
         // Content comparison: identity fields of the headers.
@@ -421,9 +422,9 @@ impl Scanner<'_> {
             Some(_) => false,
             None => true, // unknown: decided by content below
         };
-        let region_private_writable_exec = region.as_ref().is_some_and(|r| {
-            r.kind == RegionKind::Private && r.protection.writable()
-        });
+        let region_private_writable_exec = region
+            .as_ref()
+            .is_some_and(|r| r.kind == RegionKind::Private && r.protection.writable());
         let hollowed = !mismatch_fields.is_empty()
             || (region.is_some() && !backed_by_exe && region_private_writable_exec);
         if hollowed {
@@ -432,11 +433,21 @@ impl Scanner<'_> {
                 ("exe_path", json!(exe_path)),
                 (
                     "exe_mapped_at",
-                    json!(exe_mapped_at.iter().map(|b| hex_addr(*b)).collect::<Vec<_>>()),
+                    json!(
+                        exe_mapped_at
+                            .iter()
+                            .map(|b| hex_addr(*b))
+                            .collect::<Vec<_>>()
+                    ),
                 ),
                 (
                     "header_mismatch",
-                    json!(mismatch_fields.iter().map(|f| f.field.clone()).collect::<Vec<_>>()),
+                    json!(
+                        mismatch_fields
+                            .iter()
+                            .map(|f| f.field.clone())
+                            .collect::<Vec<_>>()
+                    ),
                 ),
             ];
             e.extend(region_evidence(region.as_ref()));
@@ -577,11 +588,12 @@ impl Scanner<'_> {
         }
 
         // TLS in memory.
-        let (tls_rva, tls_size) = mem_h.tls_directory();
+        let (tls_rva, _tls_size) = mem_h.tls_directory();
         let ps = mem_h.pointer_size();
         let mut mem_tls: Option<TlsFacts> = None;
         let mut callbacks: Vec<u64> = Vec::new();
-        if tls_rva != 0 && tls_size != 0 {
+        // The loader ignores the directory's size (corkami tls64.exe has size 0).
+        if tls_rva != 0 {
             let dir_va = img.base.wrapping_add(u64::from(tls_rva));
             facts.tls_directory = Some(hex_addr(dir_va));
             let mut buf = [0u8; 40];
@@ -620,8 +632,13 @@ impl Scanner<'_> {
                         &f,
                         Severity::High,
                     ));
-                } else if !(img.main && is_identity_field(&f.field)
-                    && self.report.findings.iter().any(|x| x.kind == FindingKind::MainImageMismatch))
+                } else if !(img.main
+                    && is_identity_field(&f.field)
+                    && self
+                        .report
+                        .findings
+                        .iter()
+                        .any(|x| x.kind == FindingKind::MainImageMismatch))
                 {
                     let sev = if f.field == "optional_header.address_of_entry_point" {
                         Severity::High
@@ -670,8 +687,12 @@ impl Scanner<'_> {
                                 &f,
                                 Severity::High,
                             );
-                            finding.evidence.insert("disk".into(), json!(disk_v.map(hex_addr)));
-                            finding.evidence.insert("memory".into(), json!(mem_v.map(hex_addr)));
+                            finding
+                                .evidence
+                                .insert("disk".into(), json!(disk_v.map(hex_addr)));
+                            finding
+                                .evidence
+                                .insert("memory".into(), json!(mem_v.map(hex_addr)));
                             self.add(finding);
                         }
                     }
@@ -802,14 +823,24 @@ impl Scanner<'_> {
         base_ev.extend(region_evidence(region.as_ref()));
 
         if !in_own {
-            let rwx = region.as_ref().is_some_and(|r| r.protection.writable_executable());
-            let private = region.as_ref().is_some_and(|r| r.kind == RegionKind::Private);
+            let rwx = region
+                .as_ref()
+                .is_some_and(|r| r.protection.writable_executable());
+            let private = region
+                .as_ref()
+                .is_some_and(|r| r.kind == RegionKind::Private);
             let (kind, what) = if rwx {
-                (FindingKind::TlsCallbackInRwxMemory, "writable and executable memory")
+                (
+                    FindingKind::TlsCallbackInRwxMemory,
+                    "writable and executable memory",
+                )
             } else if private && owner.is_none() {
                 (FindingKind::TlsCallbackInPrivateMemory, "private memory")
             } else if owner.is_none() {
-                (FindingKind::TlsCallbackOutsideImage, "memory outside every image")
+                (
+                    FindingKind::TlsCallbackOutsideImage,
+                    "memory outside every image",
+                )
             } else {
                 (FindingKind::TlsCallbackOutsideImage, "another image")
             };
@@ -876,7 +907,9 @@ impl Scanner<'_> {
                     let start = *start;
                     let region = self.region_at(start).cloned();
                     if self.image_of(start).is_none()
-                        && region.as_ref().is_some_and(|r| r.kind == RegionKind::Private)
+                        && region
+                            .as_ref()
+                            .is_some_and(|r| r.kind == RegionKind::Private)
                     {
                         let mut e = vec![
                             ("thread", json!(t.tid)),
@@ -893,8 +926,7 @@ impl Scanner<'_> {
                 Availability::Unavailable { reason } => {
                     if !seen_start_unavailable {
                         seen_start_unavailable = true;
-                        self.report
-                            .skip("pre_entry.thread_start", reason.clone());
+                        self.report.skip("pre_entry.thread_start", reason.clone());
                     }
                 }
             }
@@ -911,12 +943,7 @@ impl Scanner<'_> {
             .image_path
             .as_deref()
             .and_then(|p| {
-                read_disk(
-                    &self.opts.resolver,
-                    p,
-                    self.mapped_path_of(base).as_deref(),
-                )
-                .ok()
+                read_disk(&self.opts.resolver, p, self.mapped_path_of(base).as_deref()).ok()
             })
             .map(|d| base.wrapping_add(u64::from(d.headers.entry_point)));
         let mem_entry = self
@@ -938,7 +965,11 @@ impl Scanner<'_> {
         let Availability::Available(ctx) = &initial.context else {
             self.report.skip(
                 "pre_entry.initial_thread",
-                initial.context.reason().unwrap_or("no thread context").to_string(),
+                initial
+                    .context
+                    .reason()
+                    .unwrap_or("no thread context")
+                    .to_string(),
             );
             return;
         };
@@ -1014,6 +1045,357 @@ fn is_identity_field(field: &str) -> bool {
     field == "optional_header.size_of_image"
         || field == "file_header.number_of_sections"
         || field == "file_header.machine"
-        || field.ends_with(".virtual_address") && field.starts_with("sections[")
-        || field.ends_with(".name") && field.starts_with("sections[")
+        || field.ends_with(".virtual_address") && field.starts_with("section[")
+        || field.ends_with(".name") && field.starts_with("section[")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeProcess, corpus};
+    use preentry_memory::Protection;
+    use preentry_pe::synth::{LoadedImage, TlsField};
+
+    const VICTIM: &str = "pe/goblin/tests/bins/pe/lld_with_tls_64.exe.bin";
+    const NO_TLS: &str = "pe/goblin/tests/bins/pe/lld_no_tls_64.exe.bin";
+    const PAYLOAD: &str = "pe/corkami-pocs/PE/bin/tls64.exe";
+    const BASE: u64 = 0x1_4000_0000;
+    const PEB: u64 = 0x7_fff_0000;
+    const PRIVATE: u64 = 0x20_0000;
+
+    fn file(rel: &str) -> Vec<u8> {
+        std::fs::read(corpus(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    fn opts() -> ScanOptions {
+        ScanOptions {
+            resolver: DiskResolver {
+                disk_root: Some(corpus("pe/goblin/tests/bins/pe")),
+                wine_prefix: None,
+            },
+        }
+    }
+
+    /// A process whose exe is `rel`, loaded at BASE as a file-backed image; loader ran
+    /// (`ldr != 0`) unless `pre_entry`.
+    fn process_with(rel: &str, img: &LoadedImage, pre_entry: bool) -> FakeProcess {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let win_path = format!(r"C:\lab\{name}");
+        let mut p = FakeProcess::new(&win_path, PEB);
+        p.map(
+            BASE,
+            img.bytes.clone(),
+            RegionKind::Image,
+            Protection::EXECUTE_READ,
+            Some(corpus(rel)),
+        );
+        p.set_peb(BASE, if pre_entry { 0 } else { PEB + 0x800 });
+        if !pre_entry {
+            p.modules = Some(vec![preentry_memory::Module::new(
+                BASE,
+                img.bytes.len() as u64,
+                win_path,
+                None,
+            )]);
+        } else {
+            p.modules = Some(Vec::new());
+        }
+        p
+    }
+
+    fn victim() -> LoadedImage {
+        LoadedImage::map(&file(VICTIM), BASE).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn kinds(r: &ProcessReport) -> Vec<(FindingKind, Severity)> {
+        r.findings.iter().map(|f| (f.kind, f.severity)).collect()
+    }
+
+    fn field_of(r: &ProcessReport, kind: FindingKind) -> Vec<String> {
+        r.findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .filter_map(|f| {
+                f.evidence
+                    .get("field")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+            .collect()
+    }
+
+    /// Private RWX memory with a code stub and (optionally) a callback array after it.
+    fn add_private_rwx(p: &mut FakeProcess) -> (u64, u64) {
+        let mut page = vec![0u8; 0x1000];
+        page[0] = 0x49; // mov r9, imm64 … (the lab stub's first bytes)
+        page[1] = 0xB9;
+        p.map(
+            PRIVATE,
+            page,
+            RegionKind::Private,
+            Protection::EXECUTE_READWRITE,
+            None,
+        );
+        (PRIVATE, PRIVATE + 0x800)
+    }
+
+    #[test]
+    fn clean_image_has_no_findings_and_lists_callbacks() {
+        let img = victim();
+        let p = process_with(VICTIM, &img, false);
+        let r = scan_process(&p, &opts());
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+        let main = r
+            .modules
+            .iter()
+            .find(|m| m.main)
+            .unwrap_or_else(|| panic!("no main"));
+        assert_eq!(main.tls_callbacks.len(), 1, "{main:?}");
+        assert_eq!(main.tls_callbacks[0].section.as_deref(), Some(".text"));
+        assert!(main.disk_file.is_some());
+    }
+
+    #[test]
+    fn array_swap_is_directory_change_plus_rwx_callback() {
+        let mut img = victim();
+        let (stub, array) = (PRIVATE, PRIVATE + 0x800);
+        img.set_tls_field(TlsField::AddressOfCallbacks, array)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = process_with(VICTIM, &img, false);
+        add_private_rwx(&mut p);
+        let mut arr = stub.to_le_bytes().to_vec();
+        arr.extend_from_slice(&0x1_4000_1000u64.to_le_bytes());
+        p.write(array, &arr);
+        let r = scan_process(&p, &opts());
+        assert_eq!(
+            field_of(&r, FindingKind::TlsDirectoryModified),
+            vec!["tls.address_of_callbacks"],
+            "{:#?}",
+            r.findings
+        );
+        assert!(
+            kinds(&r).contains(&(FindingKind::TlsCallbackInRwxMemory, Severity::Critical)),
+            "{:#?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn slot_overwrite_names_the_slot() {
+        let mut img = victim();
+        img.set_callback(0, PRIVATE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = process_with(VICTIM, &img, false);
+        add_private_rwx(&mut p);
+        let r = scan_process(&p, &opts());
+        assert_eq!(
+            field_of(&r, FindingKind::TlsCallbackArrayModified),
+            vec!["tls.callbacks[0]"]
+        );
+        assert!(field_of(&r, FindingKind::TlsDirectoryModified).is_empty());
+        assert_eq!(r.max_severity(), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn directory_redirect_names_data_directory_9() {
+        let mut img = victim();
+        let rva = img.tls_directory_rva().ok().flatten().unwrap_or(0) as u32;
+        // Copy the directory 0x100 bytes further and point DataDirectory[9] there.
+        let at = rva as usize;
+        let copy: Vec<u8> = img.bytes[at..at + 40].to_vec();
+        let new_rva = 0x1e00u32;
+        img.bytes[new_rva as usize..new_rva as usize + 40].copy_from_slice(&copy);
+        img.set_data_directory(9, new_rva, 40)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let p = process_with(VICTIM, &img, false);
+        let r = scan_process(&p, &opts());
+        assert!(
+            field_of(&r, FindingKind::TlsDataDirectoryModified)
+                .contains(&"data_directory.tls.virtual_address".to_string()),
+            "{:#?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn tls_directory_added_where_file_has_none() {
+        let no_tls = file(NO_TLS);
+        let mut img = LoadedImage::map(&no_tls, BASE).unwrap_or_else(|e| panic!("{e}"));
+        // Reuse the TLS directory layout of the victim: directory at 0x1e00, array at 0x1e40.
+        let mut dir = vec![0u8; 40];
+        dir[24..32].copy_from_slice(&(BASE + 0x1e40).to_le_bytes());
+        img.bytes[0x1e00..0x1e28].copy_from_slice(&dir);
+        img.bytes[0x1e40..0x1e48].copy_from_slice(&PRIVATE.to_le_bytes());
+        img.set_data_directory(9, 0x1e00, 40)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = process_with(NO_TLS, &img, true);
+        add_private_rwx(&mut p);
+        let r = scan_process(&p, &opts());
+        let k = kinds(&r);
+        assert!(
+            k.iter().any(|(k, _)| *k == FindingKind::TlsDirectoryAdded),
+            "{k:?}"
+        );
+        assert!(
+            k.iter()
+                .any(|(k, _)| *k == FindingKind::TlsCallbackOutsideModulePreEntry),
+            "{k:?}"
+        );
+        assert!(
+            k.iter()
+                .any(|(k, _)| *k == FindingKind::PreEntryPrivateCode),
+            "{k:?}"
+        );
+    }
+
+    #[test]
+    fn hollowed_image_in_private_rwx_memory() {
+        // The exe file is the victim, but PEB.ImageBaseAddress points at the payload written
+        // into private RWX memory, and the exe is mapped nowhere.
+        let payload = file(PAYLOAD);
+        let pimg = LoadedImage::map(&payload, 0x40_0000).unwrap_or_else(|e| panic!("{e}"));
+        let mut p = FakeProcess::new(r"C:\lab\lld_with_tls_64.exe.bin", PEB);
+        p.map(
+            0x40_0000,
+            pimg.bytes.clone(),
+            RegionKind::Private,
+            Protection::EXECUTE_READWRITE,
+            None,
+        );
+        p.map(
+            0x9_0000,
+            vec![1; 16],
+            RegionKind::Mapped,
+            Protection::READONLY,
+            Some(corpus(NO_TLS)),
+        );
+        p.set_peb(0x40_0000, 0);
+        p.modules = Some(Vec::new());
+        let r = scan_process(&p, &opts());
+        let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        for want in [
+            FindingKind::HollowedImage,
+            FindingKind::MainImageMismatch,
+            FindingKind::ExeMappingMissing,
+            FindingKind::TlsCallbackInUnbackedImage,
+        ] {
+            assert!(k.contains(&want), "{want} missing from {k:?}");
+        }
+        // No disk diffs of the payload against the victim's file.
+        assert!(!k.contains(&FindingKind::TlsDirectoryModified), "{k:?}");
+    }
+
+    #[test]
+    fn hollowing_verdict_without_region_list() {
+        // Same as above but from a dump with no MemoryInfoList: contents still prove it.
+        let payload = file(PAYLOAD);
+        let pimg = LoadedImage::map(&payload, 0x40_0000).unwrap_or_else(|e| panic!("{e}"));
+        let mut p = FakeProcess::new(r"C:\lab\lld_with_tls_64.exe.bin", PEB);
+        p.map(
+            0x40_0000,
+            pimg.bytes.clone(),
+            RegionKind::Private,
+            Protection::EXECUTE_READWRITE,
+            None,
+        );
+        p.set_peb(0x40_0000, 0);
+        p.regions_known = false;
+        let r = scan_process(&p, &opts());
+        let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        assert!(k.contains(&FindingKind::HollowedImage), "{k:?}");
+        assert!(
+            k.contains(&FindingKind::TlsCallbackInUnbackedImage),
+            "{k:?}"
+        );
+        assert!(
+            r.skipped_checks
+                .iter()
+                .any(|s| s.check == "hollowing.exe_mapping")
+        );
+    }
+
+    #[test]
+    fn initial_thread_context_checked_before_entry() {
+        let img = victim();
+        let mut p = process_with(VICTIM, &img, true);
+        let entry = BASE + 0x1010;
+        p.thread(1, 0x7bc0_0000, entry, PEB);
+        let r = scan_process(&p, &opts());
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+        p.threads.clear();
+        p.thread(1, 0x7bc0_0000, PRIVATE, PEB);
+        let r = scan_process(&p, &opts());
+        assert_eq!(
+            kinds(&r),
+            vec![(FindingKind::InitialThreadContextModified, Severity::High)]
+        );
+    }
+
+    #[test]
+    fn entry_point_patch_is_a_header_finding() {
+        let mut img = victim();
+        img.set_entry_point(0x1000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let p = process_with(VICTIM, &img, false);
+        let r = scan_process(&p, &opts());
+        assert_eq!(
+            field_of(&r, FindingKind::HeaderFieldModified),
+            vec!["optional_header.address_of_entry_point"]
+        );
+    }
+
+    #[test]
+    fn missing_disk_file_is_skipped_but_memory_facts_remain() {
+        let mut img = victim();
+        img.set_callback(0, PRIVATE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = process_with(VICTIM, &img, false);
+        add_private_rwx(&mut p);
+        let o = ScanOptions {
+            resolver: DiskResolver {
+                disk_root: Some(corpus("pe/corkami-pocs/PE/bin")),
+                wine_prefix: None,
+            },
+        };
+        let r = scan_process(&p, &o);
+        assert!(
+            r.skipped_checks
+                .iter()
+                .any(|s| s.check.starts_with("tls.disk_diff@"))
+        );
+        assert!(field_of(&r, FindingKind::TlsCallbackArrayModified).is_empty());
+        // Memory-only: the callback still points into private RWX memory.
+        assert!(
+            kinds(&r).contains(&(FindingKind::TlsCallbackInRwxMemory, Severity::Medium)),
+            "{:#?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn relocation_normalises_tls_fields() {
+        let disk = TlsFacts {
+            start_address_of_raw_data: 0x1_4000_3000,
+            end_address_of_raw_data: 0x1_4000_3008,
+            address_of_index: 0x1_4000_2000,
+            address_of_callbacks: 0x1_4000_2010,
+            size_of_zero_fill: 0,
+            characteristics: 0,
+        };
+        let mut mem = disk;
+        for v in [
+            &mut mem.start_address_of_raw_data,
+            &mut mem.end_address_of_raw_data,
+            &mut mem.address_of_index,
+            &mut mem.address_of_callbacks,
+        ] {
+            *v = *v - 0x1_4000_0000 + 0x7ff6_0000_0000;
+        }
+        assert!(image::diff_tls(&disk, &mem, 0x1_4000_0000, 0x7ff6_0000_0000).is_empty());
+        mem.address_of_callbacks = 0x20_0000;
+        let d = image::diff_tls(&disk, &mem, 0x1_4000_0000, 0x7ff6_0000_0000);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "tls.address_of_callbacks");
+        assert_eq!(d[0].disk, "0x7ff600002010");
+    }
 }

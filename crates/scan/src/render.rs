@@ -15,7 +15,11 @@ pub fn human(report: &ScanReport, verbose: bool) -> String {
         .iter()
         .filter(|p| p.max_severity().is_some_and(|s| s >= Severity::Low))
         .count();
-    let errors = report.processes.iter().filter(|p| p.error.is_some()).count();
+    let errors = report
+        .processes
+        .iter()
+        .filter(|p| p.error.is_some())
+        .count();
     let findings: usize = report.processes.iter().map(|p| p.findings.len()).sum();
     let _ = writeln!(
         out,
@@ -94,7 +98,11 @@ fn process(out: &mut String, p: &ProcessReport, verbose: bool) {
                 (Some(k), Some(pr)) => format!(", {k} {pr}"),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "     [{}] {} -> {}{}", c.slot, c.address, place, region);
+            let _ = writeln!(
+                out,
+                "     [{}] {} -> {}{}",
+                c.slot, c.address, place, region
+            );
         }
     }
     if verbose {
@@ -135,7 +143,10 @@ mod tests {
             false,
         );
         assert!(text.contains("== process 7 C:\\a.exe — CRITICAL"), "{text}");
-        assert!(text.contains("hollowed_image (T1055.012): hollowed"), "{text}");
+        assert!(
+            text.contains("hollowed_image (T1055.012): hollowed"),
+            "{text}"
+        );
         assert!(text.contains("== process 8 — ERROR"), "{text}");
         assert!(text.contains("2 process(es) scanned: 1 with findings (1 finding(s)), 1 error(s)"));
     }
