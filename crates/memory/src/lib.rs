@@ -20,7 +20,7 @@
 //! (for example "MemoryInfoList stream absent from this dump"), never guessed.
 //!
 //! Sources: [`dump::MinidumpSource`] (Windows minidumps, also gzip-compressed) and
-//! `wine::WineProcess` (live Wine processes on Linux, read through `/proc` only). A live
+//! [`wine::WineProcess`] (live Wine processes on Linux, read through `/proc` only). A live
 //! Windows source is meant to be one more implementation of the same trait. [`peb`] reads the
 //! PEB, its loader module list and process parameters through any [`MemoryReader`].
 //!
@@ -29,13 +29,14 @@
 //! Nothing here writes to another process: `/proc/PID/mem` is opened read-only, no process is
 //! ptrace-attached or stopped.
 //!
-//! See the `wine` module for what a Wine process looks like from `/proc` (measured facts the
+//! See the [`wine`] module for what a Wine process looks like from `/proc` (measured facts the
 //! scan checks rely on).
 
 pub mod dump;
 mod error;
 pub mod peb;
 mod types;
+pub mod wine;
 
 pub use error::MemoryError;
 pub use types::{
