@@ -84,8 +84,16 @@ fn record_of(path: &Path) -> Record {
         .with_context(|| format!("cannot read {shown}"))
         .and_then(|bytes| facts_of(&bytes).with_context(|| format!("{shown}: not a readable PE")));
     match facts {
-        Ok(facts) => Record { path: shown, error: None, facts: Some(facts) },
-        Err(err) => Record { path: shown, error: Some(format!("{err:#}")), facts: None },
+        Ok(facts) => Record {
+            path: shown,
+            error: None,
+            facts: Some(facts),
+        },
+        Err(err) => Record {
+            path: shown,
+            error: Some(format!("{err:#}")),
+            facts: None,
+        },
     }
 }
 
@@ -108,7 +116,11 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<Outcome> {
         }
     }
     out.flush()?;
-    Ok(if failed { Outcome::Error } else { Outcome::Clean })
+    Ok(if failed {
+        Outcome::Error
+    } else {
+        Outcome::Clean
+    })
 }
 
 fn section_flags(characteristics: u32) -> String {
@@ -116,7 +128,9 @@ fn section_flags(characteristics: u32) -> String {
     const WRITE: u32 = 0x8000_0000;
     const EXECUTE: u32 = 0x2000_0000;
     let flag = |bit: u32, c: char| if characteristics & bit != 0 { c } else { '-' };
-    [flag(READ, 'r'), flag(WRITE, 'w'), flag(EXECUTE, 'x')].iter().collect()
+    [flag(READ, 'r'), flag(WRITE, 'w'), flag(EXECUTE, 'x')]
+        .iter()
+        .collect()
 }
 
 /// The human table of one file.
@@ -126,7 +140,10 @@ fn human(path: &str, f: &Facts) -> String {
     let _ = writeln!(
         s,
         "  {} {}  image_base {:#x}  entry_point_rva {:#x}  size_of_image {:#x}  size_of_headers {:#x}",
-        serde_json::to_value(f.format).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        serde_json::to_value(f.format)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         f.machine,
         f.image_base,
         f.entry_point_rva,
@@ -154,7 +171,15 @@ fn human(path: &str, f: &Facts) -> String {
         .filter(|d| d.virtual_address != 0 || d.size != 0)
         .map(|d| format!("{} {:#x}+{:#x}", d.name, d.virtual_address, d.size))
         .collect();
-    let _ = writeln!(s, "  data directories: {}", if dirs.is_empty() { "none".into() } else { dirs.join(", ") });
+    let _ = writeln!(
+        s,
+        "  data directories: {}",
+        if dirs.is_empty() {
+            "none".into()
+        } else {
+            dirs.join(", ")
+        }
+    );
     match (&f.tls, &f.tls_error) {
         (_, Some(err)) => {
             let _ = writeln!(s, "  tls: unreadable: {err}");
@@ -169,6 +194,7 @@ fn human(path: &str, f: &Facts) -> String {
 
 fn place(rva: Option<u64>, section: Option<&str>, in_image: bool) -> String {
     match (rva, section) {
+        (Some(rva), Some("")) => format!("rva {rva:#x} in an unnamed section"),
         (Some(rva), Some(sec)) => format!("rva {rva:#x} in {sec}"),
         (Some(rva), None) => format!("rva {rva:#x} in no section"),
         (None, _) if !in_image => "OUTSIDE the image".to_owned(),
@@ -207,9 +233,15 @@ fn human_tls(s: &mut String, tls: &TlsInfo) {
     let end = if tls.terminated {
         "ended by NULL".to_owned()
     } else if tls.hit_limit {
-        format!("NOT terminated: stopped at the {}-entry limit", preentry_pe::CALLBACK_LIMIT)
+        format!(
+            "NOT terminated: stopped at the {}-entry limit",
+            preentry_pe::CALLBACK_LIMIT
+        )
     } else {
-        format!("NOT terminated by NULL ({})", serde_json::to_string(&tls.end).unwrap_or_default())
+        format!(
+            "NOT terminated by NULL ({})",
+            serde_json::to_string(&tls.end).unwrap_or_default()
+        )
     };
     let _ = writeln!(
         s,
