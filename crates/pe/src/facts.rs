@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::image::{
     DataDirectory, DosHeader, FileHeader, Format, OptionalHeader, PeImage, Section, machine_name,
 };
-use crate::tls::{Location, TlsInfo, VaReader};
+use crate::tls::{ArrayEnd, Location, TlsInfo, VaReader};
 
 /// Everything we compare between two images of the same module (typically disk vs memory).
 ///
@@ -88,7 +88,9 @@ impl ImageFacts {
     /// * A TLS VA field or callback entry is shifted by `new_base - actual_base` exactly when a
     ///   base relocation rewrites it ([`TlsInfo::relocations`], [`crate::CallbackSlot::relocated`]);
     ///   without relocations nothing moves, as with the real loader. Values wrap at 32 bits in
-    ///   PE32.
+    ///   PE32. If the callback array was inside the image but its pointer is not relocated, the
+    ///   expected array is `Unreadable` at the stale VA with no callbacks (what the reader gives
+    ///   for such an image with [`crate::NoOutside`]; the file cannot say what lies there).
     /// * RVAs and section classification of callbacks are recomputed against `new_base`;
     ///   header RVA fields, data directories and the section table do not change.
     pub fn relocated_to(&self, new_base: u64) -> ImageFacts {
@@ -121,8 +123,28 @@ impl ImageFacts {
                     new_base,
                 );
             }
-            if let Some(array) = tls.array.as_ref() {
-                tls.array = Some(self.relocate_location(array, tls.address_of_callbacks, new_base));
+            let old_rva = tls.array.as_ref().and_then(|a| a.rva);
+            if tls.address_of_callbacks == 0 {
+                tls.array = None;
+            } else {
+                let old = tls.array.clone();
+                let moved = match &old {
+                    Some(a) => self.relocate_location(a, tls.address_of_callbacks, new_base),
+                    None => self.classify(tls.address_of_callbacks, new_base),
+                };
+                if old.is_none() || (old_rva.is_some() && moved.rva != old_rva) {
+                    // The array pointer now designates other bytes (a relocation made a zero
+                    // pointer non-zero, or the image moved under an unrelocated pointer): the
+                    // file cannot tell what the loader would read there.
+                    tls.callbacks.clear();
+                    tls.terminated = false;
+                    tls.hit_limit = false;
+                    tls.end = ArrayEnd::Unreadable {
+                        va: tls.address_of_callbacks,
+                        index: 0,
+                    };
+                }
+                tls.array = Some(moved);
             }
             for slot in &mut tls.callbacks {
                 if self.va_in_image(slot.slot_va, self.actual_base) {

@@ -15,7 +15,11 @@ pub enum Layout {
     /// The file as on disk: an RVA is turned into a file offset through the section table
     /// (Windows loader rules: `PointerToRawData` rounded down to 0x200 when
     /// `FileAlignment >= 0x200`, bytes past `SizeOfRawData` but inside the section's virtual
-    /// extent read as zeros). The load base is the header's `ImageBase`.
+    /// extent read as zeros; the header region is `SizeOfHeaders` rounded up to the section
+    /// alignment, cut at the first section). The load base is the header's `ImageBase`.
+    /// Headers themselves (NT headers, data directories, section table) are read at file
+    /// offsets, as the kernel's image mapper and pefile do; a "folded" header that runs into
+    /// section space therefore reads differently in memory, and the diff shows it.
     File,
     /// The image as a loader mapped it: byte `i` of the view is RVA `i`. `base` is the address
     /// the image actually sits at (given by the caller; the header's `ImageBase` is never trusted
@@ -658,13 +662,10 @@ impl<'a> PeImage<'a> {
                 len: extent - off_in,
             };
         }
+        // The header region: SizeOfHeaders rounded up to the section alignment (at least one
+        // byte), cut at the first section, mapped from file offset 0. Corkami foldedhdr.exe
+        // (SizeOfHeaders 44, NT headers at 0xF80) shows the loader maps this whole region.
         let headers = u64::from(self.optional.size_of_headers);
-        if rva < headers {
-            return Chunk::Data {
-                offset: rva,
-                len: headers - rva,
-            };
-        }
         let first_section = self
             .sections
             .iter()
@@ -678,7 +679,8 @@ impl<'a> PeImage<'a> {
         };
         let header_map_end = align_up(headers.max(1), header_align).min(first_section);
         if rva < header_map_end {
-            return Chunk::Zero {
+            return Chunk::Data {
+                offset: rva,
                 len: header_map_end - rva,
             };
         }
