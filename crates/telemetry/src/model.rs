@@ -59,6 +59,10 @@ pub struct ProcessRef {
     pub command_line: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The process was created suspended, when a source other than its creation event says so
+    /// (Elastic `Target.process.Ext.created_suspended` on API events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_suspended: Option<bool>,
 }
 
 impl ProcessRef {
@@ -209,6 +213,11 @@ pub enum EventKind {
         pc: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sp: Option<u64>,
+        /// The register a not-yet-started thread takes its start address from (RCX on x64, EAX
+        /// on x86): what process hollowing rewrites. Only sources that log the whole context
+        /// (the Wine trace) have it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry: Option<u64>,
     },
     /// An APC was queued to a thread of the target (QueueUserAPC / NtQueueApcThread).
     QueueApc {

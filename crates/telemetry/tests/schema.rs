@@ -22,6 +22,7 @@ fn full_proc(pid: u32) -> ProcessRef {
         image: Some("C:\\Windows\\notepad.exe".into()),
         command_line: Some("notepad.exe x".into()),
         user: Some("S-1-5-18".into()),
+        created_suspended: Some(true),
     }
 }
 

@@ -1,0 +1,152 @@
+//! EVTX records via the `evtx` crate, one chunk (64 KiB) at a time: a broken chunk or record is
+//! reported and skipped, the rest of the file is read.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, Cursor};
+use std::path::Path;
+use std::sync::Arc;
+
+use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
+
+/// A chunk or record that could not be read.
+pub(crate) struct EvtxFailure {
+    pub offset: Option<u64>,
+    pub location: String,
+    pub message: String,
+}
+
+/// (record JSON as rendered by the evtx crate, EventRecordID, byte offset of its chunk).
+pub(crate) type EvtxItem = (String, u64, Option<u64>);
+
+enum Chunks {
+    File(IntoIterChunks<BufReader<File>>),
+    Buffer(IntoIterChunks<Cursor<Vec<u8>>>),
+}
+
+pub(crate) struct EvtxSource {
+    chunks: Chunks,
+    settings: Arc<ParserSettings>,
+    pending: VecDeque<Result<EvtxItem, EvtxFailure>>,
+    /// Chunks handed out so far (bounds the walk even on a corrupt header).
+    seen_chunks: u64,
+    done: bool,
+}
+
+const EVTX_FILE_HEADER_SIZE: u64 = 4096;
+const EVTX_CHUNK_SIZE: u64 = 65536;
+/// An EVTX file can address at most 2^16 chunks (4 GiB).
+const MAX_CHUNKS: u64 = 1 << 20;
+
+fn settings() -> ParserSettings {
+    ParserSettings::new().num_threads(1)
+}
+
+/// Full error text including its sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    let mut n = 0;
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+        n += 1;
+        if n > 8 {
+            break;
+        }
+    }
+    s
+}
+
+impl EvtxSource {
+    pub(crate) fn open_path(path: &Path) -> Result<Self, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let parser = EvtxParser::from_read_seek(BufReader::new(file))
+            .map_err(|e| format!("not a readable EVTX file: {}", error_chain(&e)))?
+            .with_configuration(settings());
+        Ok(Self::new(Chunks::File(parser.into_chunks())))
+    }
+
+    pub(crate) fn from_buffer(buf: Vec<u8>) -> Result<Self, String> {
+        let parser = EvtxParser::from_buffer(buf)
+            .map_err(|e| format!("not a readable EVTX file: {}", error_chain(&e)))?
+            .with_configuration(settings());
+        Ok(Self::new(Chunks::Buffer(parser.into_chunks())))
+    }
+
+    fn new(chunks: Chunks) -> Self {
+        EvtxSource {
+            chunks,
+            settings: Arc::new(settings()),
+            pending: VecDeque::new(),
+            seen_chunks: 0,
+            done: false,
+        }
+    }
+
+    pub(crate) fn next_record(&mut self) -> Option<Result<EvtxItem, EvtxFailure>> {
+        loop {
+            if let Some(x) = self.pending.pop_front() {
+                return Some(x);
+            }
+            if self.done || self.seen_chunks >= MAX_CHUNKS {
+                return None;
+            }
+            let next = match &mut self.chunks {
+                Chunks::File(c) => c.next(),
+                Chunks::Buffer(c) => c.next(),
+            };
+            self.seen_chunks += 1;
+            match next {
+                None => self.done = true,
+                Some(Err(e)) => {
+                    let (offset, location) = match &e {
+                        evtx::err::EvtxError::FailedToParseChunk { chunk_id, .. } => {
+                            (chunk_offset(*chunk_id), format!("chunk {chunk_id}"))
+                        }
+                        _ => (None, "chunk".to_string()),
+                    };
+                    self.pending.push_back(Err(EvtxFailure {
+                        offset,
+                        location,
+                        message: format!("chunk skipped: {}", error_chain(&e)),
+                    }));
+                }
+                Some(Ok(mut data)) => {
+                    let number = data.number;
+                    let offset = number.and_then(chunk_offset);
+                    let location = number.map_or_else(|| "chunk".into(), |n| format!("chunk {n}"));
+                    match data.parse(Arc::clone(&self.settings)) {
+                        Err(e) => self.pending.push_back(Err(EvtxFailure {
+                            offset,
+                            location,
+                            message: format!("chunk skipped: {}", error_chain(&e)),
+                        })),
+                        Ok(mut chunk) => {
+                            for rec in chunk.iter() {
+                                match rec.and_then(|r| r.into_json()) {
+                                    Ok(r) => self.pending.push_back(Ok((
+                                        r.data,
+                                        r.event_record_id,
+                                        offset,
+                                    ))),
+                                    Err(e) => self.pending.push_back(Err(EvtxFailure {
+                                        offset,
+                                        location: location.clone(),
+                                        message: format!("record skipped: {}", error_chain(&e)),
+                                    })),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn chunk_offset(n: u64) -> Option<u64> {
+    n.checked_mul(EVTX_CHUNK_SIZE)?
+        .checked_add(EVTX_FILE_HEADER_SIZE)
+}
