@@ -26,8 +26,9 @@ use minidump::{
 
 use crate::peb;
 use crate::{
-    Arch, Availability, MemoryError, MemoryReader, Module, ProcessIdentity, ProcessMemory,
-    Protection, ReadResult, Region, RegionKind, RegionState, SourceKind, ThreadContext, ThreadInfo,
+    Arch, Availability, ContextKind, MemoryError, MemoryReader, Module, ProcessIdentity,
+    ProcessMemory, Protection, ReadResult, Region, RegionKind, RegionState, SourceKind,
+    ThreadContext, ThreadInfo,
 };
 
 /// The largest dump (after decompression) that is read: 64 GiB.
@@ -591,6 +592,7 @@ fn convert_context(raw: &MinidumpRawContext) -> Availability<ThreadContext> {
             r9: c.r9,
             eflags: c.eflags,
             cs: c.cs,
+            kind: ContextKind::Captured,
             origin: "minidump ThreadList context",
         }),
         MinidumpRawContext::X86(c) => Availability::Available(ThreadContext {
@@ -607,6 +609,7 @@ fn convert_context(raw: &MinidumpRawContext) -> Availability<ThreadContext> {
             r9: 0,
             eflags: c.eflags,
             cs: c.cs as u16,
+            kind: ContextKind::Captured,
             origin: "minidump ThreadList context (x86)",
         }),
         _ => Availability::unavailable("thread context of a CPU other than x86/x64"),

@@ -40,8 +40,9 @@ pub mod wine;
 
 pub use error::MemoryError;
 pub use types::{
-    Arch, Availability, FileBacking, Module, ProcessIdentity, Protection, ReadBuf, ReadResult,
-    Region, RegionKind, RegionState, SourceKind, ThreadContext, ThreadInfo, file_name_of,
+    Arch, Availability, ContextKind, FileBacking, Module, ProcessIdentity, Protection, ReadBuf,
+    ReadResult, Region, RegionKind, RegionState, SourceKind, ThreadContext, ThreadInfo,
+    file_name_of,
 };
 
 use std::ops::Range;

@@ -314,6 +314,25 @@ impl Region {
     }
 }
 
+/// How far a [`ThreadContext`] can be trusted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ContextKind {
+    /// Captured by the OS for this thread (a minidump's ThreadList context, which the dump
+    /// writer got from `GetThreadContext`): authoritative for the moment of capture.
+    #[default]
+    Captured,
+    /// Wine's saved registers of the thread's last system call: exact while the thread is
+    /// inside a system call (blocked, sleeping, suspended in one), stale if it is running
+    /// Windows code.
+    LastSystemCall,
+    /// Wine, a thread that has not started: the registers it will start with, *unless* a
+    /// `SetThreadContext` was made while it is suspended — wineserver holds that new context
+    /// until resume and it is not visible here. Measured in the lab (hollow-relocated): this
+    /// view kept rcx = the original entry while a minidump (`GetThreadContext`) showed the
+    /// attacker's new entry. Do not conclude "entry point unchanged" from it.
+    PendingInitial,
+}
+
 /// Register values of a thread (x64 names; for x86 contexts the 32-bit registers are widened).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ThreadContext {
@@ -344,6 +363,8 @@ pub struct ThreadContext {
     pub eflags: u32,
     /// Code segment selector (0x33 for 64-bit user code, 0x23 for 32-bit).
     pub cs: u16,
+    /// How far the values can be trusted.
+    pub kind: ContextKind,
     /// Where the values came from, e.g. "minidump ThreadList context" or
     /// "Wine syscall frame".
     pub origin: &'static str,

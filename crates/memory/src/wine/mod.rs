@@ -49,9 +49,12 @@
 //!   `RtlUserThreadStart`, rcx = the exe entry point, rdx = the PEB — the same values the
 //!   parent's `GetThreadContext` returned. It is found by scanning 64 KiB below the frame for
 //!   a `CONTEXT` with those selectors and rsp inside the thread's stack. A `SetThreadContext`
-//!   made while the thread stays suspended is kept by wineserver until the thread resumes, so
-//!   this view can be older than what the server would return; the origin string says
-//!   "pending initial context".
+//!   made while the thread stays suspended is kept by wineserver until the thread resumes and
+//!   is **not** visible here: in the lab's hollow-relocated scenario this view kept
+//!   rcx = 0x1400014d0 (the victim's entry) while a minidump of the same moment
+//!   (`GetThreadContext` through the server) showed the attacker's new entry 0x3414d0. Such
+//!   contexts carry [`ContextKind::PendingInitial`]; a scanner must not read "entry point
+//!   unchanged" from them.
 //! * Not readable without ptrace or the server: suspend counts and the Win32 start address
 //!   (kept by wineserver). They are reported unavailable with that reason.
 //! * `/proc/PID/mem` reads work while the process or thread is suspended; unmapped and
@@ -70,9 +73,9 @@ use std::path::{Path, PathBuf};
 
 use crate::peb;
 use crate::{
-    Arch, Availability, FileBacking, MemoryError, MemoryReader, Module, ProcessIdentity,
-    ProcessMemory, Protection, ReadResult, Region, RegionKind, RegionState, SourceKind,
-    ThreadContext, ThreadInfo,
+    Arch, Availability, ContextKind, FileBacking, MemoryError, MemoryReader, Module,
+    ProcessIdentity, ProcessMemory, Protection, ReadResult, Region, RegionKind, RegionState,
+    SourceKind, ThreadContext, ThreadInfo,
 };
 use maps::MapEntry;
 
@@ -751,6 +754,7 @@ fn teb_context(
             rsp: le64(&raw, 0x88),
             rbp: le64(&raw, 0x98),
             cs: 0x33,
+            kind: ContextKind::LastSystemCall,
             origin: "Wine syscall frame (Windows registers at the thread's last system call)",
         });
     }
@@ -793,7 +797,8 @@ fn teb_context(
                     rip,
                     eflags: le32(bytes, off + 0x44),
                     cs: 0x33,
-                    origin: "Wine pending initial context of a thread that has not started (CONTEXT on its kernel stack; a SetThreadContext made while suspended is held by wineserver until resume)",
+                    kind: ContextKind::PendingInitial,
+                    origin: "Wine pending initial context of a thread that has not started (CONTEXT on its kernel stack; a SetThreadContext made while suspended is held by wineserver and not visible)",
                 });
             }
         }
