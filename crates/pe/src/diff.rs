@@ -338,3 +338,47 @@ fn section_name(s: &Section) -> FieldValue {
         None => FieldValue::Text(s.name.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_serialize_untagged() {
+        let d = FieldDiff {
+            field: "tls".into(),
+            expected: FieldValue::Absent,
+            observed: FieldValue::Bool(true),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"field":"tls","expected":null,"observed":true}"#
+        );
+        assert_eq!(serde_json::to_string(&FieldValue::Int(7)).unwrap(), "7");
+        assert_eq!(
+            serde_json::to_string(&FieldValue::Text("a".into())).unwrap(),
+            r#""a""#
+        );
+    }
+
+    #[test]
+    fn helpers_map_options() {
+        assert_eq!(opt_int(None::<u32>), FieldValue::Absent);
+        assert_eq!(opt_int(Some(3u16)), FieldValue::Int(3));
+        assert_eq!(present(false), FieldValue::Absent);
+        assert_eq!(present(true), FieldValue::Bool(true));
+    }
+
+    #[test]
+    fn ignore_list_drops_only_named_fields() {
+        let mut d = Differ {
+            out: Vec::new(),
+            ignore: LOADER_WRITTEN_FIELDS,
+        };
+        d.int("optional_header.image_base", 1u64, 2u64);
+        d.int("optional_header.size_of_image", 1u32, 2u32);
+        d.int("optional_header.check_sum", 5u32, 5u32);
+        assert_eq!(d.out.len(), 1);
+        assert_eq!(d.out[0].field, "optional_header.size_of_image");
+    }
+}

@@ -252,3 +252,62 @@ impl VaReader for Regions {
         0
     }
 }
+
+/// Run every reader entry point over `bytes` in both layouts (file, and loaded at `base`):
+/// headers, RVA reads, TLS with and without outside memory, facts, relocation to another base,
+/// diff between layouts, and (for small images) the synth mapping. Shared by the proptest and
+/// the cargo-fuzz target; returns a value derived from the results so nothing is optimised
+/// away. Must never panic.
+pub fn exercise(bytes: &[u8], base: u64) -> usize {
+    let mut acc = 0usize;
+    let outside = Regions(vec![(
+        base.wrapping_add(0x10_0000),
+        bytes.get(..64).unwrap_or(bytes).to_vec(),
+    )]);
+    let mut facts_by_layout = Vec::new();
+    for layout in [Layout::File, Layout::Loaded { base }] {
+        let Ok(img) = PeImage::parse(bytes, layout) else {
+            acc += 1;
+            continue;
+        };
+        acc += img.sections().len() + img.data_directories().len();
+        let mut buf = [0u8; 16];
+        for rva in [
+            0u64,
+            0x3c,
+            u64::from(img.entry_point_rva()),
+            u64::from(img.size_of_image()),
+            u64::MAX - 3,
+        ] {
+            acc += img.read_rva(rva, &mut buf);
+            acc += img
+                .locate_va(img.actual_base().wrapping_add(rva))
+                .directories
+                .len();
+        }
+        if let Ok(Some(t)) = img.tls(&outside) {
+            acc += t.callbacks.len();
+        }
+        let facts = crate::ImageFacts::from_image(&img, &crate::NoOutside);
+        let moved = facts.relocated_to(base ^ 0x1234_0000);
+        acc += crate::diff(&moved, &facts).len();
+        acc += serde_json::to_vec(&facts).map(|v| v.len()).unwrap_or(0);
+        facts_by_layout.push(facts);
+    }
+    if let [a, b] = facts_by_layout.as_slice() {
+        acc += crate::diff(&a.relocated_to(base), b).len();
+    }
+    if let Ok(img) = PeImage::parse(bytes, Layout::File)
+        && img.size_of_image() <= 1 << 20
+        && let Ok(mut mem) = LoadedImage::map(bytes, base)
+    {
+        let _ = mem.set_callback(0, base);
+        let _ = mem.set_tls_field(TlsField::AddressOfCallbacks, base);
+        let _ = mem.set_entry_point(0);
+        let _ = mem.set_section_characteristics(0, 0);
+        if let Ok(img) = mem.image() {
+            acc += crate::ImageFacts::from_image(&img, &outside).sections.len();
+        }
+    }
+    acc
+}
