@@ -292,6 +292,7 @@ impl Iterator for EventStream {
 const STDIN: &str = "<stdin>";
 
 /// Open `path` and decode it, detecting the format from its content unless `format` is given.
+/// Gzip-compressed input (`*.gz`, detected by its magic) is decompressed on the fly.
 ///
 /// Errors only when the file cannot be opened or its format cannot be recognised; every later
 /// problem is an `Err` item of the stream and decoding goes on.
@@ -302,18 +303,21 @@ pub fn decode_file(path: &Path, format: Option<Format>) -> Result<EventStream, D
         source,
     };
     let mut file = File::open(path).map_err(io)?;
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    (&mut file)
-        .take(SNIFF_BYTES as u64)
-        .read_to_end(&mut head)
-        .map_err(io)?;
-    let format = match format {
-        Some(f) => f,
-        None => detect_format(Some(path), &head).ok_or_else(|| DecodeError::UnknownFormat {
-            path: display.clone(),
-        })?,
-    };
-    if format == Format::Evtx {
+    let mut magic = [0u8; 8];
+    let mut got = 0;
+    while got < magic.len() {
+        match file.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let is_gzip = magic[..got].starts_with(GZIP_MAGIC);
+    let is_evtx =
+        matches!(format, Some(Format::Evtx) | None) && magic[..got].starts_with(b"ElfFile\0");
+    if is_evtx && !is_gzip {
+        // The evtx parser reads (and seeks in) the file itself.
         drop(file);
         let src = crate::evtx_source::EvtxSource::open_path(path).map_err(|message| {
             DecodeError::Record {
@@ -324,44 +328,62 @@ pub fn decode_file(path: &Path, format: Option<Format>) -> Result<EventStream, D
                 message,
             }
         })?;
-        return Ok(build(display, format, Source::Evtx(src)));
+        return Ok(build(display, Format::Evtx, Source::Evtx(src)));
     }
-    let reader: Box<dyn Read + Send> = Box::new(Cursor::new(head.clone()).chain(file));
-    Ok(build_text(display, format, &head, reader))
+    let rest: Box<dyn Read + Send> = Box::new(Cursor::new(magic[..got].to_vec()).chain(file));
+    decode_reader_named(rest, display, Some(path), format)
 }
 
+/// The two bytes every gzip member starts with.
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
 /// Decode from any reader (e.g. stdin). `name` is used in error messages (`None` = `<stdin>`).
+/// Gzip-compressed input is decompressed on the fly.
 pub fn decode_reader<R: Read + Send + 'static>(
-    mut reader: R,
+    reader: R,
     name: Option<&str>,
     format: Option<Format>,
 ) -> Result<EventStream, DecodeError> {
     let display = name.unwrap_or(STDIN).to_string();
+    decode_reader_named(Box::new(reader), display, name.map(Path::new), format)
+}
+
+fn decode_reader_named(
+    mut reader: Box<dyn Read + Send>,
+    display: String,
+    hint: Option<&Path>,
+    format: Option<Format>,
+) -> Result<EventStream, DecodeError> {
+    let io = |source| DecodeError::Io {
+        path: display.clone(),
+        source,
+    };
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut reader)
         .take(SNIFF_BYTES as u64)
         .read_to_end(&mut head)
-        .map_err(|source| DecodeError::Io {
-            path: display.clone(),
-            source,
-        })?;
+        .map_err(io)?;
+    if head.starts_with(GZIP_MAGIC) {
+        let whole: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(reader));
+        let mut inner: Box<dyn Read + Send> =
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(whole)));
+        head = Vec::with_capacity(SNIFF_BYTES);
+        (&mut inner)
+            .take(SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        reader = inner;
+    }
     let format = match format {
         Some(f) => f,
-        None => {
-            detect_format(name.map(Path::new), &head).ok_or_else(|| DecodeError::UnknownFormat {
-                path: display.clone(),
-            })?
-        }
+        None => detect_format(hint, &head).ok_or_else(|| DecodeError::UnknownFormat {
+            path: display.clone(),
+        })?,
     };
     if format == Format::Evtx {
-        // The evtx parser needs to seek: read the whole input into memory.
+        // The evtx parser needs to seek: read the whole (decompressed) input into memory.
         let mut all = head;
-        reader
-            .read_to_end(&mut all)
-            .map_err(|source| DecodeError::Io {
-                path: display.clone(),
-                source,
-            })?;
+        reader.read_to_end(&mut all).map_err(io)?;
         let src = crate::evtx_source::EvtxSource::from_buffer(all).map_err(|message| {
             DecodeError::Record {
                 path: display.clone(),

@@ -46,10 +46,12 @@ impl WinRecord {
         }
     }
 
+    /// A text field, trailing whitespace removed (exports disagree about keeping the trailing
+    /// space Windows leaves on many command lines).
     fn string(&self, name: &str) -> Option<String> {
         self.get(name)
+            .map(|s| s.trim_end().to_string())
             .filter(|s| !s.is_empty())
-            .map(Cow::into_owned)
     }
 
     fn u32(&self, name: &str) -> Option<u32> {
