@@ -57,8 +57,13 @@
 //!   unchanged" from them.
 //! * Not readable without ptrace or the server: suspend counts and the Win32 start address
 //!   (kept by wineserver). They are reported unavailable with that reason.
-//! * `/proc/PID/mem` reads work while the process or thread is suspended; unmapped and
-//!   `---p` ranges fail with EIO and are reported as unreadable ranges.
+//! * `/proc/PID/mem` reads work while the process or thread is suspended. Unmapped ranges
+//!   fail with EIO; `---p` (reserved / no-access) mappings would be readable through
+//!   `/proc/PID/mem` (the kernel forces access), but reads here follow Windows semantics and
+//!   report them as unreadable (Wine reserves gigabytes that way).
+//! * 0x7ffe0000 (`KUSER_SHARED_DATA`) is a shared `r--s` mapping of a wineserver temp file
+//!   that wineserver keeps updating (time fields): it changes while the process is suspended,
+//!   so "memory unchanged" comparisons must leave shared mappings out.
 //!
 //! Only x64 Wine processes are supported; a process where no x64 TEB is found gets an identity
 //! without Windows PID/PEB and a note saying so.
@@ -533,22 +538,32 @@ struct ProcMem<'a> {
 }
 
 impl ProcMem<'_> {
-    /// The next mapped address at or after `addr` (from the snapshot).
+    /// The next readable mapped address at or after `addr` (from the snapshot). Mappings
+    /// without the `r` bit are skipped: `/proc/PID/mem` would read them anyway (the kernel
+    /// forces access for it), but Windows semantics are "no access", and Wine reserves
+    /// gigabytes as `---p`.
     fn next_mapped(&self, addr: u64) -> Option<u64> {
         let i = self.maps.partition_point(|e| e.end <= addr);
-        self.maps.get(i).map(|e| e.start.max(addr))
+        self.maps
+            .get(i..)?
+            .iter()
+            .find(|e| e.read)
+            .map(|e| e.start.max(addr))
     }
 }
 
 impl MemoryReader for ProcMem<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<ReadResult, MemoryError> {
-        read_proc_mem(self.pid, self.file, addr, buf, |a| self.next_mapped(a))
+        read_proc_mem(self.pid, self.file, self.maps, addr, buf, |a| {
+            self.next_mapped(a)
+        })
     }
 }
 
 fn read_proc_mem(
     pid: u32,
     file: &File,
+    maps: &[MapEntry],
     addr: u64,
     buf: &mut [u8],
     next_mapped: impl Fn(u64) -> Option<u64>,
@@ -567,8 +582,9 @@ fn read_proc_mem(
             Some(n) if n < end => cur = n,
             _ => break,
         }
+        let stop = mapping_end(maps, cur).min(end);
         let off = (cur - addr) as usize;
-        let want = (end - cur) as usize;
+        let want = (stop - cur) as usize;
         let Some(dst) = buf.get_mut(off..off + want) else {
             break;
         };
@@ -596,6 +612,20 @@ fn read_proc_mem(
         }
     }
     Ok(ReadResult::from_valid(addr, len, valid))
+}
+
+/// The end of the run of contiguous readable mappings that contains `addr`.
+fn mapping_end(maps: &[MapEntry], addr: u64) -> u64 {
+    let mut i = maps.partition_point(|e| e.end <= addr);
+    let mut end = addr;
+    while let Some(e) = maps.get(i) {
+        if e.start > end || !e.read {
+            break;
+        }
+        end = e.end;
+        i += 1;
+    }
+    end
 }
 
 fn next_page(a: u64) -> u64 {
