@@ -19,6 +19,8 @@
 //! Facts a source cannot provide are [`Availability::Unavailable`] with a sentence saying why
 //! (for example "MemoryInfoList stream absent from this dump"), never guessed.
 //!
+//! [`pe_adapter::AsVaReader`] makes any source a `preentry_pe::VaReader`.
+//!
 //! Sources: [`dump::MinidumpSource`] (Windows minidumps, also gzip-compressed) and
 //! [`wine::WineProcess`] (live Wine processes on Linux, read through `/proc` only). A live
 //! Windows source is meant to be one more implementation of the same trait. [`peb`] reads the
@@ -34,6 +36,7 @@
 
 pub mod dump;
 mod error;
+pub mod pe_adapter;
 pub mod peb;
 mod types;
 pub mod wine;

@@ -280,11 +280,13 @@ pub(crate) mod tests {
         fn read(&self, addr: u64, buf: &mut [u8]) -> Result<ReadResult, MemoryError> {
             let mut valid = Vec::new();
             for (i, slot) in buf.iter_mut().enumerate() {
-                let a = addr + i as u64;
+                let Some(a) = addr.checked_add(i as u64) else {
+                    break;
+                };
                 match self.pages.get(&(a & !0xfff)) {
                     Some(p) => {
                         *slot = p[(a & 0xfff) as usize];
-                        valid.push(a..a + 1);
+                        valid.push(a..a.saturating_add(1));
                     }
                     None => *slot = 0,
                 }

@@ -147,14 +147,14 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert!(e[0].shared && e[0].read && !e[0].write);
         assert!(e[1].is_anonymous() && e[1].write && e[1].file_path().is_none());
         assert!(e[2].deleted && e[2].pathname.ends_with("tmpmap-9fadf2e5"));
+        assert_eq!(e[3].pseudo_path(), Some("[heap]"));
+        assert!(e[3].is_anonymous());
         assert_eq!(
-            e[3].file_path().unwrap(),
+            e[4].file_path().unwrap(),
             PathBuf::from("/tmp/memlab/sleeper.exe")
         );
-        assert!(e[4].is_anonymous() && e[4].execute);
-        assert_eq!(e[5].offset, 0x1000);
-        assert_eq!(e[6].pseudo_path(), Some("[heap]"));
-        assert!(e[6].is_anonymous());
+        assert!(e[5].is_anonymous() && e[5].execute);
+        assert_eq!(e[6].offset, 0x1000);
         assert_eq!(e[8].start, 0xffffffffff600000);
         assert!(looks_like_wine(&e));
         assert!(!looks_like_wine(&e[..3]));
