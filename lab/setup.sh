@@ -36,7 +36,8 @@ WINESERVER="$(command -v wineserver)"
 
 # --- stamp: sources + this script + tool versions ----------------------------
 hash="$( (cat "$0" "$SRC"/*; x86_64-w64-mingw32-gcc --version | head -1; wine --version) | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$hash" ] && [ -f "$PREFIX/system.reg" ] && [ -f "$BUILD/lab.env" ]; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$hash" ] && [ -f "$PREFIX/system.reg" ] && [ -f "$BUILD/lab.env" ] \
+    && [ -f "$BIN/minidump.exe" ] && [ -f "$PREFIX/drive_c/windows/system32/bcryptprimitives.dll" ]; then
     log "up to date"
     exit 0
 fi
