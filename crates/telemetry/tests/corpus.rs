@@ -447,7 +447,7 @@ fn rededr_kernel_process_unit_test_recording() {
     assert_eq!(
         st.kind,
         EventKind::ThreadCreate {
-            remote: None,
+            remote: Some(false),
             tid: Some(14644),
             start_address: Some(0x00000121360F95F0),
             win32_start_address: Some(0x00000121360F99B0),
@@ -457,6 +457,7 @@ fn rededr_kernel_process_unit_test_recording() {
         }
     );
     assert_eq!(st.target.as_ref().unwrap().pid, Some(1704));
+    assert_eq!(st.actor.as_ref().unwrap().tid, Some(2524));
     assert!(ev.iter().any(|e| e.source.action.as_deref() == Some("LoadImage")
         && matches!(&e.kind, EventKind::ImageLoad { image: Some(i), .. } if i.ends_with("notepad.exe"))));
     // DLL-hook records (in-process NtProtectVirtualMemory on the pseudo handle).

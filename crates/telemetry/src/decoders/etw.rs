@@ -29,17 +29,26 @@ struct Fields(HashMap<String, Value>);
 
 impl Fields {
     fn new(map: Map<String, Value>) -> Self {
-        let mut h = HashMap::with_capacity(map.len() + 8);
+        let mut h = HashMap::with_capacity(map.len() * 2 + 8);
+        let mut payload = None;
+        let silk = map.contains_key("XmlEventData");
         for (k, v) in map {
             if k == "XmlEventData" {
-                if let Value::Object(inner) = v {
-                    for (k2, v2) in inner {
-                        h.entry(k2.to_ascii_lowercase()).or_insert(v2);
-                    }
-                }
+                payload = Some(v);
                 continue;
             }
-            h.insert(k.to_ascii_lowercase(), v);
+            let lk = k.to_ascii_lowercase();
+            // SilkETW: the event header's ProcessID/ThreadID (who logged it) stay readable as
+            // `hdr.processid` / `hdr.threadid` when the payload has its own.
+            if silk {
+                h.insert(format!("hdr.{lk}"), v.clone());
+            }
+            h.insert(lk, v);
+        }
+        if let Some(Value::Object(inner)) = payload {
+            for (k2, v2) in inner {
+                h.insert(k2.to_ascii_lowercase(), v2);
+            }
         }
         Fields(h)
     }
@@ -218,8 +227,19 @@ impl EtwDecoder {
             || n.contains("startthread")
             || id == Some(3) && !n.contains("stop")
         {
+            // Who started it: the event header (SilkETW `ProcessID`/`ThreadID`, RedEdr
+            // `pid`/`thread_id`).
+            let creator = f.first_u32(&["hdr.processid", "pid"]);
+            let mut actor = process(creator, None);
+            if let Some(a) = &mut actor {
+                a.tid = f.first_u32(&["hdr.threadid", "thread_id"]);
+            }
+            let remote = match (creator, pid) {
+                (Some(a), Some(b)) => Some(a != b),
+                _ => None,
+            };
             let kind = EventKind::ThreadCreate {
-                remote: None,
+                remote,
                 tid: f.u32("threadid"),
                 start_address: f.u64("startaddr"),
                 win32_start_address: f.u64("win32startaddr"),
@@ -227,7 +247,7 @@ impl EtwDecoder {
                 start_function: None,
                 suspended: None,
             };
-            return Some((kind, None, process(pid, None)));
+            return Some((kind, actor, process(pid, None)));
         }
         if n.contains("imageload")
             || n.contains("loadimage")
@@ -323,7 +343,8 @@ impl RecordDecoder for EtwDecoder {
             );
             if let Some(a) = &mut actor {
                 a.tid = f.first_u32(&["callingthreadid", "etw_tid"]);
-                a.image = f.str("process_name").filter(|_| false).or(None);
+                // RedEdr: the calling process's image (or command line).
+                a.image = f.str("process_name");
             }
             let target = process(f.u32("targetprocessid"), f.u64("targetprocesscreatetime"));
             push(kind, actor, target);
