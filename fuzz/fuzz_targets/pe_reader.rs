@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         let facts = ImageFacts::from_image(img, &NoOutside);
         let expected = facts.relocated_to(base);
         if let Some(mem) = &loaded {
-            let outside = Regions(vec![(base.wrapping_sub(0x1000), data.iter().take(256).copied().collect())]);
+            let outside = Regions(vec![(
+                base.wrapping_sub(0x1000),
+                data.iter().take(256).copied().collect(),
+            )]);
             let observed = ImageFacts::from_image(mem, &outside);
             let _ = diff(&expected, &observed);
         }

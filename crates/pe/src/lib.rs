@@ -11,7 +11,24 @@
 //!   [`ImageFacts::relocated_to`] gives the expected loaded facts at another base, and
 //!   [`diff`] names every differing field (`optional_header.address_of_entry_point`,
 //!   `tls.callbacks[0]`, `section[2].characteristics`, …).
-//! * Feature `synth`: [`synth::LoadedImage`] maps a real file as a loader would, for tests.
+//! * Feature `synth`: `synth::LoadedImage` maps a real file as a loader would, for tests.
+//!
+//! Disk vs memory, as `scan` uses it:
+//!
+//! ```
+//! use preentry_pe::{DiffOptions, FieldDiff, ImageFacts, LOADER_WRITTEN_FIELDS, Layout, NoOutside,
+//!                   PeError, PeImage, VaReader, diff_with};
+//!
+//! fn compare(disk: &[u8], memory: &[u8], base: u64, process: &dyn VaReader)
+//!     -> Result<Vec<FieldDiff>, PeError> {
+//!     let file = PeImage::parse(disk, Layout::File)?;
+//!     let expected = ImageFacts::from_image(&file, &NoOutside).relocated_to(base);
+//!     let loaded = PeImage::parse(memory, Layout::Loaded { base })?;
+//!     // Callback arrays outside the image are read through the process reader.
+//!     let observed = ImageFacts::from_image(&loaded, process);
+//!     Ok(diff_with(&expected, &observed, &DiffOptions { ignore: LOADER_WRITTEN_FIELDS }))
+//! }
+//! ```
 
 mod diff;
 mod error;

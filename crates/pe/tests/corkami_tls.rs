@@ -258,3 +258,41 @@ fn goblin_malformed_callbacks_are_reported_not_dropped() {
     assert_eq!(json["tls"]["callbacks"][0]["section"], ".text");
     assert_eq!(json["format"], "pe32+");
 }
+
+/// The `inspect --json` contract: names and types of the serialized facts.
+#[test]
+fn json_contract_names_and_types() {
+    let bytes = corkami("tls.exe");
+    let img = PeImage::parse(&bytes, Layout::File).unwrap();
+    let v = serde_json::to_value(ImageFacts::from_image(&img, &NoOutside)).unwrap();
+    assert_eq!(v["machine"], 0x14c);
+    assert_eq!(v["format"], "pe32");
+    for k in ["image_base", "entry_point_rva", "size_of_image"] {
+        assert!(v[k].is_u64(), "{k}");
+    }
+    let s = &v["sections"][0];
+    assert!(s["name"].is_string());
+    for k in ["virtual_address", "virtual_size", "characteristics"] {
+        assert!(s[k].is_u64(), "{k}");
+    }
+    let t = &v["tls"];
+    for k in [
+        "start_address_of_raw_data",
+        "end_address_of_raw_data",
+        "address_of_index",
+        "address_of_callbacks",
+        "size_of_zero_fill",
+        "characteristics",
+    ] {
+        assert!(t[k].is_u64(), "{k}");
+    }
+    assert!(t["callbacks_terminated"].is_boolean());
+    let cb = &t["callbacks"][0];
+    assert!(cb["va"].is_u64() && cb["rva"].is_u64() && cb["section"].is_string());
+
+    let none = corpus_file("goblin/tests/bins/pe/lld_no_tls_64.exe.bin");
+    let img = PeImage::parse(&none, Layout::File).unwrap();
+    let v = serde_json::to_value(ImageFacts::from_image(&img, &NoOutside)).unwrap();
+    assert!(v["tls"].is_null());
+    assert_eq!(v["format"], "pe32+");
+}

@@ -448,3 +448,36 @@ fn loaded_layout_ignores_header_image_base() {
     let t = img.tls(&NoOutside).unwrap().unwrap();
     assert_eq!(t.callbacks[0].rva, Some(t.callbacks[0].va - c.base));
 }
+
+/// An array without NULL in outside memory: reading stops at CALLBACK_LIMIT and says so.
+#[test]
+fn callback_limit_is_reported() {
+    let mut c = case(corkami("tls_reloc.exe"));
+    let array_va = 0x0100_0000u64;
+    let n = preentry_pe::CALLBACK_LIMIT + 10;
+    let entries: Vec<u8> = (0..n as u32)
+        .flat_map(|i| (0x0200_0000 + i).to_le_bytes())
+        .collect();
+    c.mem
+        .set_tls_field(TlsField::AddressOfCallbacks, array_va)
+        .unwrap();
+    let observed = c.observe(&Regions(vec![(array_va, entries)]));
+    let t = observed.tls.as_ref().unwrap();
+    assert_eq!(t.callbacks.len(), preentry_pe::CALLBACK_LIMIT);
+    assert!(t.hit_limit && !t.terminated);
+    assert_eq!(
+        t.end,
+        preentry_pe::ArrayEnd::Limit {
+            entries: preentry_pe::CALLBACK_LIMIT
+        }
+    );
+    assert_eq!(t.callbacks[4095].va, 0x0200_0000 + 4095);
+    let d = diff(&c.expected, &observed);
+    assert!(fields(&d).contains(&"tls.callbacks_hit_limit"));
+    assert!(fields(&d).contains(&"tls.callbacks[4095]"));
+    assert_eq!(
+        d.len(),
+        1 + preentry_pe::CALLBACK_LIMIT + 2,
+        "address, 4096 slots, terminated, limit"
+    );
+}
