@@ -346,7 +346,29 @@ fn minidumps_open_and_hold_the_image_header() {
         .map(|d| format!("{:?}", d.stream_type))
         .collect();
     eprintln!("Wine minidump streams: {}", streams.join(", "));
-    drop(s);
+
+    // the trace holds minidump.exe's requests; trace_without_dumps drops
+    // exactly those and keeps the attack's
+    let out = s.finish().expect("finish");
+    assert_eq!(out.dumper_linux_pids.len(), 1);
+    let raw = std::fs::read_to_string(&out.trace_path).expect("trace");
+    let filtered = out.trace_without_dumps().expect("filter");
+    let dumper = format!("init_first_thread( unix_pid={},", out.dumper_linux_pids[0]);
+    assert!(raw.contains(&dumper), "dumper not in the raw trace");
+    assert!(
+        !filtered.contains(&dumper),
+        "dumper still in the filtered trace"
+    );
+    assert!(
+        filtered.len() * 2 < raw.len(),
+        "{} vs {}",
+        filtered.len(),
+        raw.len()
+    );
+    let writes = |t: &str| t.matches("write_process_memory( ").count();
+    assert!(writes(&filtered) >= 4);
+    assert_eq!(writes(&filtered), writes(&raw));
+    assert!(out.markers.injected_before_main());
 
     // hollowing, suspended: the payload's header is at PEB.ImageBaseAddress
     let s = lab
