@@ -1,9 +1,10 @@
 //! Differential test against pefile over every PE file in `../shared/corpus/pe`.
 //!
 //! Wherever pefile parses a file, image base, entry point, section count, the TLS directory
-//! fields and the callback list must agree exactly with ours (file layout). Differences by
-//! design are listed in `KNOWN` with the file and the reason. If python3/pefile is missing the
-//! test fails when `CI` is set and is skipped loudly otherwise.
+//! fields, the callback list and the section each callback lies in must agree exactly with ours
+//! (file layout). Differences by design are listed in `KNOWN` with the file and the reason (none
+//! on the current corpus). If python3/pefile is missing the test fails when `CI` is set and is
+//! skipped loudly otherwise.
 
 mod common;
 
@@ -130,6 +131,12 @@ fn agrees_with_pefile_on_corpus() {
                 }
                 let cbs: Vec<Value> = t.callbacks.iter().map(|c| c.va.into()).collect();
                 check("tls.callbacks", Value::Array(cbs), &pt["callbacks"]);
+                let secs: Vec<Value> = t.callbacks.iter().map(|c| c.section_index.into()).collect();
+                check(
+                    "tls.callback_sections",
+                    Value::Array(secs),
+                    &pt["callback_sections"],
+                );
             }
         }
     }

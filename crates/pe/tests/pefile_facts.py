@@ -40,6 +40,20 @@ def callbacks(pe, tls, width):
     return out, "limit"
 
 
+def section_index(pe, va):
+    """Index of the section pefile places the callback VA in (None outside any section)."""
+    rva = va - pe.OPTIONAL_HEADER.ImageBase
+    if rva < 0 or rva >= pe.OPTIONAL_HEADER.SizeOfImage:
+        return None
+    s = pe.get_section_by_rva(rva)
+    if s is None:
+        return None
+    for i, t in enumerate(pe.sections):
+        if t is s:
+            return i
+    return None
+
+
 def facts(path):
     try:
         pe = pefile.PE(path, fast_load=True)
@@ -71,6 +85,7 @@ def facts(path):
             "size_of_zero_fill": s.SizeOfZeroFill,
             "characteristics": s.Characteristics,
             "callbacks": cbs,
+            "callback_sections": [section_index(pe, va) for va in cbs],
             "end": end,
         }
     return out
