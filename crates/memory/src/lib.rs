@@ -130,7 +130,9 @@ pub trait ProcessMemory: MemoryReader + Send {
     /// the captured memory; for a live process: the readable mappings.
     fn memory_ranges(&self) -> &[Range<u64>];
 
-    /// Threads.
+    /// Threads. The process's initial thread comes first when the source can tell (minidumps:
+    /// ThreadList order, which dump writers start with the initial thread; Wine: the thread on
+    /// the process's main Linux task).
     fn threads(&self) -> Availability<&[ThreadInfo]>;
 
     /// Loaded modules.
@@ -166,4 +168,17 @@ pub(crate) fn merge_ranges(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn sources_are_send_and_sync() {
+        send_sync::<crate::dump::MinidumpSource>();
+        send_sync::<crate::wine::WineProcess>();
+        send::<Box<dyn crate::ProcessMemory>>();
+    }
 }

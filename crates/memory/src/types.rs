@@ -619,6 +619,41 @@ mod tests {
     }
 
     #[test]
+    fn read_result_properties() {
+        // Deterministic pseudo-random valid sets: valid and unreadable partition the request.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let start = next() % 0x1_0000;
+            let len = next() % 0x400;
+            let valid: Vec<Range<u64>> = (0..next() % 6)
+                .map(|_| {
+                    let a = next() % 0x1_0800;
+                    a..a + next() % 0x100
+                })
+                .collect();
+            let r = ReadResult::from_valid(start, len, valid.clone());
+            let covered: u64 = r
+                .valid
+                .iter()
+                .chain(&r.unreadable)
+                .map(|x| x.end - x.start)
+                .sum();
+            assert_eq!(covered, len);
+            for b in start..start + len {
+                let in_valid = valid.iter().any(|v| v.contains(&b));
+                assert_eq!(r.valid.iter().any(|v| v.contains(&b)), in_valid);
+                assert_eq!(r.unreadable.iter().any(|v| v.contains(&b)), !in_valid);
+            }
+        }
+    }
+
+    #[test]
     fn names() {
         assert_eq!(file_name_of(r"C:\windows\system32\ntdll.dll"), "ntdll.dll");
         assert_eq!(file_name_of("/usr/lib/x.so"), "x.so");

@@ -253,6 +253,11 @@ fn running_process_modules_and_syscall_frames() {
     let threads = p.threads().available().unwrap();
     let t = initial_thread(threads, &s);
     assert_eq!(t.linux_tid, Some(s.linux_pid));
+    assert_eq!(
+        threads[0].windows_tid,
+        Some(s.windows_tid),
+        "initial thread first"
+    );
     let ctx = t.context.clone().available().unwrap();
     assert_eq!(ctx.kind, ContextKind::LastSystemCall);
     assert_eq!(ctx.cs, 0x33);

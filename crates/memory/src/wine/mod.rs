@@ -55,8 +55,14 @@
 //!   (`GetThreadContext` through the server) showed the attacker's new entry 0x3414d0. Such
 //!   contexts carry [`ContextKind::PendingInitial`]; a scanner must not read "entry point
 //!   unchanged" from them.
+//! * Some threads of Wine's own services (e.g. `wine_sechost_se` tasks blocked in a futex)
+//!   have a syscall frame that is neither recognisable nor all-zero (cs 0, rip 0, a few
+//!   registers set), or a frame pointer into unreadable memory: their context is reported
+//!   unavailable with that reason, never half-filled.
 //! * Not readable without ptrace or the server: suspend counts and the Win32 start address
 //!   (kept by wineserver). They are reported unavailable with that reason.
+//! * Cost (release build, this machine): `list_processes` over 11 Wine processes 177 ms;
+//!   `open_linux` 4–28 ms per process (92–634 regions, 1–11 threads, 14–122 MiB readable).
 //! * `/proc/PID/mem` reads work while the process or thread is suspended. Unmapped ranges
 //!   fail with EIO; `---p` (reserved / no-access) mappings would be readable through
 //!   `/proc/PID/mem` (the kernel forces access), but reads here follow Windows semantics and
@@ -501,6 +507,9 @@ impl WineProcess {
                 stack: None,
             });
         }
+        // The initial thread (the process's main Linux task) first, then by Windows TID.
+        let pid = self.pid;
+        threads.sort_by_key(|t| (t.linux_tid != Some(pid), t.windows_tid.is_none(), t.tid));
         self.threads = Availability::Available(threads);
     }
 
