@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod hunt;
 mod inspect;
 
 /// Finds code made to run before a Windows program's entry point: TLS callback injection and
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// PE and TLS facts of files on disk (headers, sections, TLS directory, callbacks).
     Inspect(inspect::InspectArgs),
+    /// Hunt telemetry for the AN1289 sequence (hollowing -> header/TLS write -> pre-entry thread).
+    Hunt(hunt::HuntArgs),
+    /// Which event kinds the telemetry holds and which AN1289 stages it can observe.
+    Coverage(hunt::CoverageArgs),
 }
 
 /// What a command concluded, mapped onto the exit-code contract.
@@ -50,6 +55,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Hunt(args) => hunt::run(&args),
+        Command::Coverage(args) => hunt::run_coverage(&args),
     };
     match result {
         Ok(outcome) => outcome.into(),

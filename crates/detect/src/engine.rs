@@ -231,6 +231,8 @@ pub struct Engine {
     tick: u64,
     window: SignedDuration,
     idle: SignedDuration,
+    /// Event time of the processing order (newest processed; moves back on a time jump).
+    clock: Option<Timestamp>,
     stats: EngineStats,
 }
 
@@ -288,6 +290,7 @@ impl Engine {
     pub fn new(config: Config) -> Self {
         let reorder = Reorder::new(
             secs(config.engine.lateness_seconds),
+            secs(config.engine.idle_timeout_seconds),
             config.engine.max_buffered_events,
         );
         let window = secs(
@@ -307,6 +310,7 @@ impl Engine {
             tick: 0,
             window,
             idle,
+            clock: None,
             stats: EngineStats::default(),
         }
     }
@@ -424,6 +428,15 @@ impl Engine {
 
     fn process(&mut self, event: Event, out: &mut Vec<Alert>) {
         self.stats.events_processed += 1;
+        if let Some(t) = event.timestamp {
+            let jump_back = self
+                .clock
+                .and_then(|c| c.checked_sub(self.idle).ok())
+                .is_some_and(|limit| t < limit);
+            if jump_back || self.clock.is_none_or(|c| t > c) {
+                self.clock = Some(t);
+            }
+        }
         let host = Self::host_of(&event);
         let cross = event.is_cross_process();
 
@@ -501,9 +514,12 @@ impl Engine {
 
     /// Evict idle targets (event time) and targets over the count bound.
     fn evict(&mut self, out: &mut Vec<Alert>) {
-        if let Some(now) = self.reorder.newest() {
+        if let Some(now) = self.clock {
             // Oldest activity first; stop at the first one still active. Bounded by the map.
             let mut idle = Vec::new();
+            // After a time jump back, targets of the later period sit at the front: skip a
+            // bounded number of them.
+            let mut future_skips = 0u32;
             for (_, id) in self.lru.iter() {
                 let Some(st) = self.states.get(id) else {
                     continue;
@@ -512,6 +528,7 @@ impl Engine {
                     Some(t) if t.checked_add(self.idle).is_ok_and(|end| end < now) => {
                         idle.push(*id)
                     }
+                    Some(t) if t > now && future_skips < 64 => future_skips += 1,
                     Some(_) => break,
                     None => {}
                 }

@@ -46,12 +46,16 @@ pub struct ReorderStats {
     pub forced: u64,
     /// Most events held at once.
     pub peak: usize,
+    /// Times an event was so much older than the watermark (more than the reset interval, e.g.
+    /// the next input file covers an earlier period) that ordering restarted from it.
+    pub time_jumps: u64,
 }
 
 /// The reorder buffer.
 pub struct Reorder<T> {
     heap: BinaryHeap<Pending<T>>,
     lateness: SignedDuration,
+    reset_after: SignedDuration,
     capacity: usize,
     seq: u64,
     newest: Option<Timestamp>,
@@ -61,10 +65,13 @@ pub struct Reorder<T> {
 
 impl<T> Reorder<T> {
     /// A buffer holding events up to `lateness` behind the newest, at most `capacity` of them.
-    pub fn new(lateness: SignedDuration, capacity: usize) -> Self {
+    /// An event more than `reset_after` older than the last released one starts a new epoch:
+    /// everything held is released and ordering restarts from it.
+    pub fn new(lateness: SignedDuration, reset_after: SignedDuration, capacity: usize) -> Self {
         Reorder {
             heap: BinaryHeap::new(),
             lateness,
+            reset_after,
             capacity: capacity.max(1),
             seq: 0,
             newest: None,
@@ -83,6 +90,17 @@ impl<T> Reorder<T> {
                 return;
             }
         };
+        let jump = self
+            .released
+            .or(self.newest)
+            .and_then(|r| r.checked_sub(self.reset_after).ok())
+            .is_some_and(|limit| at < limit);
+        if jump {
+            self.stats.time_jumps += 1;
+            self.release(out, true);
+            self.newest = None;
+            self.released = None;
+        }
         if self.newest.is_none_or(|n| at > n) {
             self.newest = Some(at);
         }
@@ -156,7 +174,11 @@ mod tests {
 
     #[test]
     fn reorders_within_lateness() {
-        let mut r = Reorder::new(SignedDuration::from_secs(5), 100);
+        let mut r = Reorder::new(
+            SignedDuration::from_secs(5),
+            SignedDuration::from_secs(1000),
+            100,
+        );
         let mut out = Vec::new();
         r.push(ts(10), "a", &mut out);
         r.push(ts(8), "b", &mut out);
@@ -175,8 +197,33 @@ mod tests {
     }
 
     #[test]
+    fn a_much_older_event_starts_a_new_epoch() {
+        let mut r = Reorder::new(
+            SignedDuration::from_secs(5),
+            SignedDuration::from_secs(100),
+            10,
+        );
+        let mut out = Vec::new();
+        r.push(ts(10_000), "new1", &mut out);
+        r.push(ts(10_010), "new2", &mut out);
+        assert_eq!(out.len(), 1);
+        r.push(ts(50), "old1", &mut out);
+        r.push(ts(49), "old0", &mut out);
+        r.push(ts(60), "old2", &mut out);
+        r.flush(&mut out);
+        let got: Vec<_> = out.iter().map(|(_, x)| *x).collect();
+        assert_eq!(got, vec!["new1", "new2", "old0", "old1", "old2"]);
+        assert_eq!(r.stats().time_jumps, 1);
+        assert_eq!(r.stats().late, 0);
+    }
+
+    #[test]
     fn capacity_forces_release() {
-        let mut r = Reorder::new(SignedDuration::from_secs(1000), 2);
+        let mut r = Reorder::new(
+            SignedDuration::from_secs(1000),
+            SignedDuration::from_secs(5000),
+            2,
+        );
         let mut out = Vec::new();
         for i in 0..5 {
             r.push(ts(100 - i), i, &mut out);
@@ -187,7 +234,11 @@ mod tests {
 
     #[test]
     fn untimed_before_any_timestamp_passes_through() {
-        let mut r: Reorder<u8> = Reorder::new(SignedDuration::from_secs(5), 10);
+        let mut r: Reorder<u8> = Reorder::new(
+            SignedDuration::from_secs(5),
+            SignedDuration::from_secs(1000),
+            10,
+        );
         let mut out = Vec::new();
         r.push(None, 1, &mut out);
         assert_eq!(out.len(), 1);
