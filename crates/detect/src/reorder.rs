@@ -226,7 +226,7 @@ mod tests {
         );
         let mut out = Vec::new();
         for i in 0..5 {
-            r.push(ts(100 - i), i, &mut out);
+            r.push(ts(100 + i), i, &mut out);
         }
         assert_eq!(r.len(), 2);
         assert_eq!(r.stats().forced, 3);
