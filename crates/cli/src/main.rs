@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod hunt;
 mod inspect;
+mod scan;
 
 /// Finds code made to run before a Windows program's entry point: TLS callback injection and
 /// process hollowing (MITRE ATT&CK AN1289; T1055.005, T1055.012).
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// PE and TLS facts of files on disk (headers, sections, TLS directory, callbacks).
     Inspect(inspect::InspectArgs),
+    /// Scan live Wine processes or minidumps for TLS callback injection and hollowing.
+    Scan(scan::ScanArgs),
     /// Hunt telemetry for the AN1289 sequence (hollowing -> header/TLS write -> pre-entry thread).
     Hunt(hunt::HuntArgs),
     /// Which event kinds the telemetry holds and which AN1289 stages it can observe.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Scan(args) => scan::run(&args),
         Command::Hunt(args) => hunt::run(&args),
         Command::Coverage(args) => hunt::run_coverage(&args),
     };

@@ -57,6 +57,8 @@ pub struct HeaderFacts {
     pub machine: u16,
     /// FileHeader.Characteristics.
     pub file_characteristics: u16,
+    /// FileHeader.TimeDateStamp.
+    pub time_date_stamp: u32,
     /// OptionalHeader.AddressOfEntryPoint (RVA).
     pub entry_point: u32,
     /// OptionalHeader.ImageBase.
@@ -139,6 +141,7 @@ fn headers_generic<Pe: ImageNtHeaders>(data: &[u8]) -> Result<HeaderFacts, NotPe
         is_64: nt.is_type_64(),
         machine: nt.file_header().machine.get(LE).0,
         file_characteristics: nt.file_header().characteristics.get(LE).0,
+        time_date_stamp: nt.file_header().time_date_stamp.get(LE),
         entry_point: opt.address_of_entry_point(),
         image_base: opt.image_base(),
         size_of_image: opt.size_of_image(),
@@ -305,6 +308,12 @@ pub fn diff_headers(disk: &HeaderFacts, mem: &HeaderFacts, loaded_base: u64) -> 
         "file_header.characteristics",
         hex(disk.file_characteristics.into()),
         hex(mem.file_characteristics.into()),
+    );
+    push(
+        &mut out,
+        "file_header.time_date_stamp",
+        hex(disk.time_date_stamp.into()),
+        hex(mem.time_date_stamp.into()),
     );
     push(
         &mut out,

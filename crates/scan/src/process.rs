@@ -656,17 +656,41 @@ impl Scanner<'_> {
             }
             match (&d.tls, &mem_tls) {
                 (Some(dt), Some(mt)) => {
+                    let relocated: Vec<u64> = dt
+                        .callbacks
+                        .iter()
+                        .map(|v| image::relocate(*v, d.headers.image_base, img.base))
+                        .collect();
+                    let mut array_moved = false;
                     for f in image::diff_tls(&dt.directory, mt, d.headers.image_base, img.base) {
                         modified = true;
-                        self.add(self.field_finding(
+                        let mut finding = self.field_finding(
                             FindingKind::TlsDirectoryModified,
                             &img,
                             &d.path,
                             &f,
                             Severity::High,
-                        ));
+                        );
+                        if f.field == "tls.address_of_callbacks" {
+                            // A swapped array: one change, with both arrays as evidence
+                            // (slot-by-slot diffs of two different arrays would be noise).
+                            array_moved = true;
+                            finding.evidence.insert(
+                                "disk_callbacks".into(),
+                                json!(relocated.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
+                            );
+                            finding.evidence.insert(
+                                "memory_callbacks".into(),
+                                json!(callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
+                            );
+                        }
+                        self.add(finding);
                     }
-                    let n = dt.callbacks.len().max(callbacks.len());
+                    let n = if array_moved {
+                        0
+                    } else {
+                        dt.callbacks.len().max(callbacks.len())
+                    };
                     for slot in 0..n {
                         let disk_v = dt
                             .callbacks
@@ -974,6 +998,13 @@ impl Scanner<'_> {
             return;
         };
         let peb_ok = id.peb_address.is_none_or(|p| ctx.rdx == p);
+        if ctx.kind == preentry_memory::ContextKind::PendingInitial {
+            self.report.skip(
+                "pre_entry.initial_thread",
+                "live Wine view of a not-yet-started thread: a SetThreadContext made while it is \
+                 suspended is held by wineserver and not visible here (a minidump shows it)",
+            );
+        }
         if ctx.rcx != expected || !peb_ok {
             self.add(Finding::new(
                 FindingKind::InitialThreadContextModified,
@@ -1045,8 +1076,11 @@ fn is_identity_field(field: &str) -> bool {
     field == "optional_header.size_of_image"
         || field == "file_header.number_of_sections"
         || field == "file_header.machine"
-        || field.ends_with(".virtual_address") && field.starts_with("section[")
-        || field.ends_with(".name") && field.starts_with("section[")
+        || field == "file_header.time_date_stamp"
+        || (field.starts_with("section[")
+            && (field.ends_with(".virtual_address")
+                || field.ends_with(".virtual_size")
+                || field.ends_with(".name")))
 }
 
 #[cfg(test)]
