@@ -30,6 +30,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 mod diff;
 mod error;
 mod facts;

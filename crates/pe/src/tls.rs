@@ -155,7 +155,8 @@ pub struct TlsInfo {
     /// How the read ended.
     #[serde(rename = "callbacks_end")]
     pub end: ArrayEnd,
-    /// Which VA fields a base relocation rewrites.
+    /// Which VA fields a base relocation rewrites (from the relocation table in the view only;
+    /// `Unreadable` when a partial memory view lacks it).
     pub relocations: TlsRelocations,
 }
 
@@ -247,7 +248,8 @@ impl PeImage<'_> {
     /// Entries outside the image are read through `outside` (use [`NoOutside`] for files). The
     /// array is read until a NULL entry, an unreadable entry, or [`CALLBACK_LIMIT`] entries.
     ///
-    /// Errors: the directory itself is not readable at its RVA.
+    /// Errors: the directory itself is not readable at its RVA (neither in the view nor through
+    /// `outside`).
     pub fn tls(&self, outside: &dyn VaReader) -> Result<Option<TlsInfo>, PeError> {
         let Some(dir) = self.data_directory(DIRECTORY_TLS) else {
             return Ok(None);
@@ -261,7 +263,11 @@ impl PeImage<'_> {
         let mask = format.va_mask();
         let len = 4 * w + 8;
         let mut raw = [0u8; 40];
-        if self.read_rva(dir_rva, &mut raw[..len]) != len {
+        // Through `read_va`, so a partial memory view can be completed by `outside`.
+        let dir_va = self.actual_base().wrapping_add(dir_rva) & mask;
+        if self.read_rva(dir_rva, &mut raw[..len]) != len
+            && self.read_va(dir_va, &mut raw[..len], outside) != len
+        {
             return Err(PeError::UnreadableRva {
                 what: "TLS directory",
                 rva: dir_rva,

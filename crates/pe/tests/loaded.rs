@@ -481,3 +481,33 @@ fn callback_limit_is_reported() {
         "address, 4096 slots, terminated, limit"
     );
 }
+
+/// A memory scanner may hold only the header page: the TLS directory and array are then read
+/// through its VaReader, with the same result as from the full view.
+#[test]
+fn partial_view_is_completed_by_the_outside_reader() {
+    let c = case(tls64());
+    let full = c.observe(&Regions::default()).tls.unwrap();
+    let head = &c.mem.bytes[..0x1000];
+    let rest = Regions(vec![(c.base + 0x1000, c.mem.bytes[0x1000..].to_vec())]);
+    let img = PeImage::parse(head, Layout::Loaded { base: c.base }).unwrap();
+    let partial = img.tls(&rest).unwrap().unwrap();
+    assert_eq!(partial.address_of_callbacks, full.address_of_callbacks);
+    let vas = |t: &preentry_pe::TlsInfo| {
+        t.callbacks
+            .iter()
+            .map(|c| (c.va, c.rva, c.section.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(vas(&partial), vas(&full));
+    assert!(partial.terminated);
+    // Relocation coverage comes from the view only: the .reloc bytes are not in it.
+    assert!(matches!(
+        partial.relocations.table,
+        preentry_pe::RelocTable::Unreadable { .. }
+    ));
+    assert!(full.callbacks[0].relocated && !partial.callbacks[0].relocated);
+    // Without the reader the directory is unreadable and the error names its RVA.
+    let err = img.tls(&NoOutside).unwrap_err();
+    assert!(err.to_string().contains("TLS directory at RVA"), "{err}");
+}
