@@ -33,6 +33,11 @@ if [ ${#need[@]} -gt 0 ]; then
         wine wine64 gcc-mingw-w64-x86-64 >/dev/null
 fi
 WINESERVER="$(command -v wineserver)"
+# Rust windows-gnu target (for preentry.exe under Wine and the shim test); not fatal
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    log "adding Rust target x86_64-pc-windows-gnu"
+    rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1 || log "warning: rustup target add x86_64-pc-windows-gnu failed"
+fi
 
 # --- stamp: sources + this script + tool versions ----------------------------
 hash="$( (cat "$0" "$SRC"/*; x86_64-w64-mingw32-gcc --version | head -1; wine --version) | sha256sum | cut -d' ' -f1)"

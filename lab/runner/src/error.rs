@@ -39,11 +39,12 @@ pub enum LabError {
         /// The run's control directory (markers, logs, trace).
         control_dir: PathBuf,
     },
-    /// A lab program reported a failure (marker `error`) or exited early.
-    #[error("{scenario}: lab program failed: {detail}")]
+    /// A lab program reported a failure (marker `error`), exited early or
+    /// timed out.
+    #[error("{}: lab program failed: {detail}", scenario.map_or("lab", |s| s.name()))]
     ProgramFailed {
-        /// The scenario.
-        scenario: Scenario,
+        /// The scenario, if any.
+        scenario: Option<Scenario>,
         /// What the program reported.
         detail: String,
     },

@@ -511,12 +511,7 @@ impl Lab {
             .status();
     }
 
-    /// Starts `scenario` and holds it at `checkpoint`.
-    ///
-    /// Sessions are serialised by a lock on `lab/build/lab.lock` (held until
-    /// the session is finished or dropped), because each one restarts the
-    /// prefix's wineserver with tracing on.
-    pub fn start(&self, scenario: Scenario, checkpoint: Checkpoint) -> Result<Session, LabError> {
+    fn lock(&self) -> Result<File, LabError> {
         let lock_path = self.build.join("lab.lock");
         let lock = File::options()
             .create(true)
@@ -525,6 +520,81 @@ impl Lab {
             .open(&lock_path)
             .map_err(|e| LabError::io(&lock_path, e))?;
         lock.lock().map_err(|e| LabError::io(&lock_path, e))?;
+        Ok(lock)
+    }
+
+    /// Runs a Windows program (e.g. a Rust windows-gnu build of `preentry.exe`)
+    /// in the lab's prefix, untraced, under the lab lock, and returns its
+    /// output. It is killed after `timeout`.
+    pub fn run_windows_program(
+        &self,
+        exe: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<std::process::Output, LabError> {
+        let _lock = self.lock()?;
+        let mut child = self
+            .wine_command(exe, "")
+            .env_remove("LABCTL")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                program: exe.display().to_string(),
+                source,
+            })?;
+        // drain the pipes on threads so a chatty program cannot block
+        let mut out_pipe = child.stdout.take();
+        let mut err_pipe = child.stderr.take();
+        let out_t = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(p) = out_pipe.as_mut() {
+                let _ = std::io::Read::read_to_end(p, &mut buf);
+            }
+            buf
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(p) = err_pipe.as_mut() {
+                let _ = std::io::Read::read_to_end(p, &mut buf);
+            }
+            buf
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    self.kill_server();
+                    return Err(LabError::ProgramFailed {
+                        scenario: None,
+                        detail: format!("{} timed out after {timeout:?}", exe.display()),
+                    });
+                }
+                Err(e) => return Err(LabError::io(exe, e)),
+            }
+        };
+        self.kill_server();
+        Ok(std::process::Output {
+            status,
+            stdout: out_t.join().unwrap_or_default(),
+            stderr: err_t.join().unwrap_or_default(),
+        })
+    }
+
+    /// Starts `scenario` and holds it at `checkpoint`.
+    ///
+    /// Sessions are serialised by a lock on `lab/build/lab.lock` (held until
+    /// the session is finished or dropped), because each one restarts the
+    /// prefix's wineserver with tracing on.
+    pub fn start(&self, scenario: Scenario, checkpoint: Checkpoint) -> Result<Session, LabError> {
+        let lock = self.lock()?;
 
         let run = RunDir::create(&self.build.join("runs"), scenario)?;
         let control_dir = run.path.clone();
@@ -908,7 +978,7 @@ impl Session {
             }
             if let Some(text) = read_complete(&self.control_dir.join("error"))? {
                 return Err(LabError::ProgramFailed {
-                    scenario: self.scenario,
+                    scenario: Some(self.scenario),
                     detail: format!("error marker: {}", text.trim_end()),
                 });
             }
@@ -924,7 +994,7 @@ impl Session {
                 let log =
                     fs::read_to_string(self.control_dir.join("attacker.log")).unwrap_or_default();
                 return Err(LabError::ProgramFailed {
-                    scenario: self.scenario,
+                    scenario: Some(self.scenario),
                     detail: format!(
                         "{} exited ({status}) before `{name}`; output: {}",
                         self.scenario.program(),

@@ -395,3 +395,68 @@ fn minidumps_open_and_hold_the_image_header() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `bcryptprimitives.dll` shim lets a Rust windows-gnu binary (which
+/// imports `ProcessPrng`, absent from Wine 8) run in the lab's prefix.
+#[test]
+fn rust_windows_gnu_binary_runs_with_the_shim() {
+    let Some(lab) = Lab::from_env() else { return };
+    let target = "x86_64-pc-windows-gnu";
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = std::process::Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|d| has_std(Path::new(d)));
+    if libdir.is_none() {
+        if std::env::var("PREENTRY_REQUIRE_LAB").is_ok_and(|v| v == "1") {
+            panic!("Rust target {target} not installed (lab/setup.sh adds it)");
+        }
+        eprintln!("SKIPPED: Rust target {target} not installed; `rustup target add {target}`");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("preentry-lab-rust-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("hello.rs");
+    std::fs::write(
+        &src,
+        "fn main() { let mut m = std::collections::HashMap::new(); \
+         m.insert(\"k\", 7); println!(\"rust-ok {}\", m[\"k\"]); }\n",
+    )
+    .unwrap();
+    let exe = dir.join("hello.exe");
+    let built = std::process::Command::new(&rustc)
+        .args(["--edition", "2024", "--target", target, "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run rustc");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let imports = std::fs::read(&exe).unwrap();
+    assert!(
+        imports
+            .windows(20)
+            .any(|w| w.eq_ignore_ascii_case(b"bcryptprimitives.dll")),
+        "the binary no longer imports bcryptprimitives.dll"
+    );
+    let out = lab
+        .run_windows_program(&exe, &[], std::time::Duration::from_secs(60))
+        .expect("run under Wine");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "rust-ok 7");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn has_std(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+        .unwrap_or(false)
+}
