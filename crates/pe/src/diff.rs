@@ -57,6 +57,29 @@ pub struct FieldDiff {
     pub observed: FieldValue,
 }
 
+impl std::fmt::Display for FieldValue {
+    /// Integers in hex (`0x401000`), `true`/`false`, text as is, `absent`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldValue::Int(v) => write!(f, "{v:#x}"),
+            FieldValue::Bool(b) => write!(f, "{b}"),
+            FieldValue::Text(t) => f.write_str(t),
+            FieldValue::Absent => f.write_str("absent"),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldDiff {
+    /// `tls.callbacks[0]: expected 0x401000, observed 0x1a00000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: expected {}, observed {}",
+            self.field, self.expected, self.observed
+        )
+    }
+}
+
 /// Options for [`diff_with`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiffOptions<'a> {
@@ -358,6 +381,19 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&FieldValue::Text("a".into())).unwrap(),
             r#""a""#
+        );
+    }
+
+    #[test]
+    fn display_is_hex_and_names_the_field() {
+        let d = FieldDiff {
+            field: "tls.callbacks[1]".into(),
+            expected: FieldValue::Absent,
+            observed: FieldValue::Int(0x401000),
+        };
+        assert_eq!(
+            d.to_string(),
+            "tls.callbacks[1]: expected absent, observed 0x401000"
         );
     }
 
