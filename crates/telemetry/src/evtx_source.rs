@@ -30,7 +30,21 @@ pub(crate) struct EvtxSource {
     pending: VecDeque<Result<EvtxItem, EvtxFailure>>,
     /// Chunks handed out so far (bounds the walk even on a corrupt header).
     seen_chunks: u64,
+    /// A partial chunk at the end of the input (truncated file): (chunk number, its offset,
+    /// bytes present). The evtx crate ignores it silently; we report it.
+    partial_tail: Option<(u64, u64, u64)>,
     done: bool,
+}
+
+/// Where the input stops short of a whole chunk, if it does.
+fn partial_tail(len: u64) -> Option<(u64, u64, u64)> {
+    let body = len.checked_sub(EVTX_FILE_HEADER_SIZE)?;
+    let rest = body % EVTX_CHUNK_SIZE;
+    if rest == 0 {
+        return None;
+    }
+    let n = body / EVTX_CHUNK_SIZE;
+    Some((n, EVTX_FILE_HEADER_SIZE + n * EVTX_CHUNK_SIZE, rest))
 }
 
 const EVTX_FILE_HEADER_SIZE: u64 = 4096;
@@ -62,25 +76,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 impl EvtxSource {
     pub(crate) fn open_path(path: &Path) -> Result<Self, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let parser = EvtxParser::from_read_seek(BufReader::new(file))
             .map_err(|e| format!("not a readable EVTX file: {}", error_chain(&e)))?
             .with_configuration(settings());
-        Ok(Self::new(Chunks::File(parser.into_chunks())))
+        Ok(Self::new(Chunks::File(parser.into_chunks()), len))
     }
 
     pub(crate) fn from_buffer(buf: Vec<u8>) -> Result<Self, String> {
+        let len = buf.len() as u64;
         let parser = EvtxParser::from_buffer(buf)
             .map_err(|e| format!("not a readable EVTX file: {}", error_chain(&e)))?
             .with_configuration(settings());
-        Ok(Self::new(Chunks::Buffer(parser.into_chunks())))
+        Ok(Self::new(Chunks::Buffer(parser.into_chunks()), len))
     }
 
-    fn new(chunks: Chunks) -> Self {
+    fn new(chunks: Chunks, len: u64) -> Self {
         EvtxSource {
             chunks,
             settings: Arc::new(settings()),
             pending: VecDeque::new(),
             seen_chunks: 0,
+            partial_tail: partial_tail(len),
             done: false,
         }
     }
@@ -91,6 +108,15 @@ impl EvtxSource {
                 return Some(x);
             }
             if self.done || self.seen_chunks >= MAX_CHUNKS {
+                if let Some((n, offset, have)) = self.partial_tail.take() {
+                    return Some(Err(EvtxFailure {
+                        offset: Some(offset),
+                        location: format!("chunk {n}"),
+                        message: format!(
+                            "input ends {have} bytes into chunk {n} (of {EVTX_CHUNK_SIZE}): truncated file, the partial chunk is not read"
+                        ),
+                    }));
+                }
                 return None;
             }
             let next = match &mut self.chunks {
@@ -117,30 +143,50 @@ impl EvtxSource {
                     let number = data.number;
                     let offset = number.and_then(chunk_offset);
                     let location = number.map_or_else(|| "chunk".into(), |n| format!("chunk {n}"));
-                    match data.parse(Arc::clone(&self.settings)) {
-                        Err(e) => self.pending.push_back(Err(EvtxFailure {
+                    let settings = Arc::clone(&self.settings);
+                    let pending = &mut self.pending;
+                    // A panic inside the evtx crate on hostile bytes costs this chunk, not the run.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        Self::read_chunk(&mut data, settings, offset, &location, pending)
+                    }));
+                    if outcome.is_err() {
+                        self.pending.push_back(Err(EvtxFailure {
                             offset,
                             location,
-                            message: format!("chunk skipped: {}", error_chain(&e)),
-                        })),
-                        Ok(mut chunk) => {
-                            for rec in chunk.iter() {
-                                match rec.and_then(|r| r.into_json()) {
-                                    Ok(r) => self.pending.push_back(Ok((
-                                        r.data,
-                                        r.event_record_id,
-                                        offset,
-                                    ))),
-                                    Err(e) => self.pending.push_back(Err(EvtxFailure {
-                                        offset,
-                                        location: location.clone(),
-                                        message: format!("record skipped: {}", error_chain(&e)),
-                                    })),
-                                }
-                            }
-                        }
+                            message: "chunk skipped: the EVTX parser panicked on it".into(),
+                        }));
                     }
                 }
+            }
+        }
+    }
+
+    fn read_chunk(
+        data: &mut evtx::EvtxChunkData,
+        settings: Arc<ParserSettings>,
+        offset: Option<u64>,
+        location: &str,
+        pending: &mut VecDeque<Result<EvtxItem, EvtxFailure>>,
+    ) {
+        let mut chunk = match data.parse(settings) {
+            Ok(c) => c,
+            Err(e) => {
+                pending.push_back(Err(EvtxFailure {
+                    offset,
+                    location: location.to_string(),
+                    message: format!("chunk skipped: {}", error_chain(&e)),
+                }));
+                return;
+            }
+        };
+        for rec in chunk.iter() {
+            match rec.and_then(|r| r.into_json()) {
+                Ok(r) => pending.push_back(Ok((r.data, r.event_record_id, offset))),
+                Err(e) => pending.push_back(Err(EvtxFailure {
+                    offset,
+                    location: location.to_string(),
+                    message: format!("record skipped: {}", error_chain(&e)),
+                })),
             }
         }
     }

@@ -277,9 +277,19 @@ impl Iterator for EventStream {
                         record_id: None,
                     });
                     self.scratch.clear();
-                    self.decoder.finish(&base, &mut self.scratch);
+                    let problem = self.decoder.finish(&base, &mut self.scratch);
                     self.stats.events += self.scratch.len() as u64;
                     self.pending.extend(self.scratch.drain(..).map(Ok));
+                    if let Some(message) = problem {
+                        self.stats.errors += 1;
+                        self.pending.push_back(Err(DecodeError::Record {
+                            path: self.path.clone(),
+                            line: None,
+                            offset: None,
+                            record: None,
+                            message,
+                        }));
+                    }
                     continue;
                 }
                 return None;

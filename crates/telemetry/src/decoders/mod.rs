@@ -25,8 +25,11 @@ pub(crate) trait RecordDecoder: Send {
         out: &mut Vec<Event>,
     ) -> Result<(), String>;
 
-    /// Called once at the end of the input: emit anything still held back.
-    fn finish(&mut self, _base: &SourceRef, _out: &mut Vec<Event>) {}
+    /// Called once at the end of the input: emit anything still held back; `Some(message)`
+    /// reports a problem with the input as a whole.
+    fn finish(&mut self, _base: &SourceRef, _out: &mut Vec<Event>) -> Option<String> {
+        None
+    }
 }
 
 pub(crate) fn for_format(format: Format) -> Box<dyn RecordDecoder> {

@@ -704,13 +704,19 @@ impl RecordDecoder for WineDecoder {
         Ok(())
     }
 
-    fn finish(&mut self, base: &SourceRef, out: &mut Vec<Event>) {
+    fn finish(&mut self, base: &SourceRef, out: &mut Vec<Event>) -> Option<String> {
         // APCs whose result never appeared (trace cut short): report what was asked.
         let mut left: Vec<PendingApc> = self.apcs.drain().map(|(_, v)| v).collect();
         left.sort_by_key(|a| a.line);
         for apc in left {
             out.push(self.apc_event(apc, base));
         }
+        (self.trace_lines == 0 && self.lines > 0 && !self.complained).then(|| {
+            format!(
+                "none of its {} lines is a wineserver trace line (`TTTT: request( … )`): not a Wine trace?",
+                self.lines
+            )
+        })
     }
 }
 
