@@ -415,13 +415,18 @@ impl Lab {
                 if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
                     panic!("{REQUIRE_ENV}=1 but the Wine lab is unusable: {e}");
                 }
-                eprintln!();
-                eprintln!("==================================================================");
-                eprintln!("  SKIPPED: Wine lab tests did not run.");
-                eprintln!("  {e}");
-                eprintln!("  Set it up with `bash lab/setup.sh`; CI sets {REQUIRE_ENV}=1.");
-                eprintln!("==================================================================");
-                eprintln!();
+                // Written to the stderr handle directly: libtest captures
+                // `eprintln!` of passing tests, and this must be seen.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    use std::io::Write;
+                    let bar = "=".repeat(70);
+                    let _ = write!(
+                        std::io::stderr(),
+                        "\n{bar}\n  SKIPPED: Wine lab tests did not run.\n  {e}\n  \
+                         Set it up with `bash lab/setup.sh`; CI sets {REQUIRE_ENV}=1.\n{bar}\n\n"
+                    );
+                });
                 None
             }
         }
