@@ -58,7 +58,7 @@ fn every_corpus_image_relocated_matches_file_facts() {
     let mut moved_tls_fields = 0;
     let mut unparsable_in_memory = Vec::new();
     let mut header_differs = Vec::new();
-    for path in common::corpus_pe_files() {
+    for path in common::corpus_and_extra_pe_files() {
         let name = path.display().to_string();
         let bytes = std::fs::read(&path).unwrap();
         let Ok(img) = PeImage::parse(&bytes, Layout::File) else {

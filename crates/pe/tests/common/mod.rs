@@ -10,8 +10,13 @@ pub fn corpus_dir() -> PathBuf {
 
 /// Every file under the corpus that starts with `MZ`, sorted, recursive (bounded depth).
 pub fn corpus_pe_files() -> Vec<PathBuf> {
+    pe_files_under(corpus_dir())
+}
+
+/// Every file under `root` that starts with `MZ`, sorted, recursive (bounded depth).
+pub fn pe_files_under(root: PathBuf) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![(corpus_dir(), 0usize)];
+    let mut stack = vec![(root, 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -22,7 +27,7 @@ pub fn corpus_pe_files() -> Vec<PathBuf> {
                 if depth < 16 {
                     stack.push((p, depth + 1));
                 }
-            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(b"MZ")) {
+            } else if is_mz(&p) {
                 out.push(p);
             }
         }
@@ -49,4 +54,25 @@ pub fn require_corpus() {
         "corpus missing at {}",
         corpus_dir().display()
     );
+}
+
+fn is_mz(p: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 2];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"MZ"
+}
+
+/// The corpus plus directories from `PREENTRY_PE_EXTRA_DIRS` (`:`-separated; e.g. Wine's PE
+/// DLLs), for running the corpus-wide tests over more real files.
+pub fn corpus_and_extra_pe_files() -> Vec<PathBuf> {
+    let mut files = corpus_pe_files();
+    if let Some(extra) = std::env::var_os("PREENTRY_PE_EXTRA_DIRS") {
+        for dir in std::env::split_paths(&extra) {
+            files.extend(pe_files_under(dir));
+        }
+    }
+    files
 }
