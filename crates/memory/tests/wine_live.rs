@@ -157,7 +157,7 @@ fn suspended_victim_through_proc() {
     );
     assert!(t.stack.as_ref().unwrap().contains(&ctx.rsp));
     assert!(t.suspend_count.reason().unwrap().contains("wineserver"));
-    assert!(t.start_address.reason().unwrap().contains("wineserver"));
+    assert!(t.start_address.reason().unwrap().contains("loader"));
 
     // Loader not run yet.
     assert!(p.modules().reason().unwrap().contains("PEB.Ldr is NULL"));
@@ -269,6 +269,54 @@ fn running_process_modules_and_syscall_frames() {
         assert!(t.linux_tid.is_some(), "{t:#x?}");
         assert!(t.context.is_available(), "{t:#x?}");
     }
+    // The loader started the initial thread: Wine records no start routine for it.
+    assert!(
+        t.start_address.reason().unwrap().contains("loader"),
+        "{t:#x?}"
+    );
+}
+
+#[test]
+fn wine_service_threads_start_inside_their_modules() {
+    let Some(lab) = lab() else { return };
+    // Holding a scenario keeps the lab prefix's Wine services (services.exe, winedevice.exe,
+    // plugplay.exe, svchost.exe...) running; their worker threads come from CreateThread.
+    let _s = start(&lab, Scenario::BenignSuspendResume, Checkpoint::AtMain);
+    let services = [
+        "services.exe",
+        "winedevice.exe",
+        "plugplay.exe",
+        "svchost.exe",
+        "rpcss.exe",
+    ];
+    let mut starts = 0;
+    for r in wine::list_processes().into_iter().flatten() {
+        if !services.contains(&r.comm.as_str()) {
+            continue;
+        }
+        let Ok(p) = wine::open_linux(r.linux_pid) else {
+            continue;
+        };
+        let Some(threads) = p.threads().available() else {
+            continue;
+        };
+        for t in threads {
+            if let Some(start) = t.start_address.clone().available() {
+                let m = p.module_at(start);
+                assert!(
+                    m.is_some(),
+                    "{}: thread {} starts at {start:#x}, outside every module",
+                    p.describe(),
+                    t.tid
+                );
+                starts += 1;
+            }
+        }
+    }
+    assert!(
+        starts >= 3,
+        "only {starts} thread start addresses found in Wine's services"
+    );
 }
 
 #[test]

@@ -29,7 +29,12 @@
 //! * TEBs are found without ptrace: private read-write anonymous pages whose qword at +0x30
 //!   (`NtTib.Self`) equals their own address. TEB+0x40 = Windows PID, +0x48 = Windows TID,
 //!   +0x60 = PEB, +0x08/+0x10 = stack base/limit. Wine 8 puts them just below the PEB
-//!   (0x67fe0000 for the first thread, 0x67fd0000 for the next).
+//!   (0x67fe0000 for the first thread, 0x67fd0000 for the next). Two traps, both measured:
+//!   a glibc heap page of a Wine service matched "Self at +0x30" with garbage ids (so ids must
+//!   be handle-like multiples of 4, the stack set, and all TEBs agree on PID and PEB); and Wine
+//!   keeps the TEBs of exited threads, contents intact, for reuse (services.exe showed three),
+//!   so a TEB counts as a live thread only if it is on Wine's doubly linked TEB list
+//!   (TEB+0x390) or bound to a Linux task.
 //! * Linux task ↔ TEB: Wine's per-thread data right after the TEB's `GdiTebBatch` (TEB+0x2f0
 //!   onwards) holds the thread's `pthread_t` (TEB+0x330 in Wine 8), which in glibc is the
 //!   address of its `struct pthread`, whose `header.self` (+0x10) points to itself and whose
@@ -59,8 +64,14 @@
 //!   have a syscall frame that is neither recognisable nor all-zero (cs 0, rip 0, a few
 //!   registers set), or a frame pointer into unreadable memory: their context is reported
 //!   unavailable with that reason, never half-filled.
-//! * Not readable without ptrace or the server: suspend counts and the Win32 start address
-//!   (kept by wineserver). They are reported unavailable with that reason.
+//! * Start address: Wine's per-thread data keeps the routine given to `NtCreateThreadEx`
+//!   (CreateThread's `lpStartAddress`, i.e. the Win32 start address) at TEB+0x3a0, after the
+//!   thread's kernel stack pointer (TEB+0x370, equal to the TEB's StackBase) and its entry in
+//!   Wine's doubly linked TEB list (TEB+0x390). Measured: a mingw worker thread's TEB+0x3a0 is
+//!   the worker function. It is used only when both layout facts hold; the initial thread has 0
+//!   there (the loader starts it) and gets "unavailable" with that reason.
+//! * Not readable without ptrace or the server: suspend counts (kept by wineserver). They are
+//!   reported unavailable with that reason.
 //! * Cost (release build, this machine): `list_processes` over 11 Wine processes 177 ms;
 //!   `open_linux` 4–28 ms per process (92–634 regions, 1–11 threads, 14–122 MiB readable).
 //! * `/proc/PID/mem` reads work while the process or thread is suspended. Unmapped ranges
@@ -314,15 +325,15 @@ pub fn open_linux(pid: u32) -> Result<WineProcess, MemoryError> {
         .ok();
     let tasks = numeric_dirs(&proc_path(pid, "task")).unwrap_or_default();
 
-    let (tebs, regions) = {
+    let (tebs, regions, strays) = {
         let reader = ProcMem {
             pid,
             file: &mem,
             maps: &entries,
         };
-        let tebs = find_tebs(&reader, &entries, MAX_TEBS);
+        let (tebs, strays) = consensus(find_tebs(&reader, &entries, MAX_TEBS));
         let regions = build_regions(&reader, &entries);
-        (tebs, regions)
+        (tebs, regions, strays)
     };
     let memory_ranges = crate::merge_ranges(
         entries
@@ -357,6 +368,11 @@ pub fn open_linux(pid: u32) -> Result<WineProcess, MemoryError> {
             ],
         },
     };
+    if strays > 0 {
+        proc.identity.notes.push(format!(
+            "{strays} TEB-like page(s) with another Windows PID or PEB ignored"
+        ));
+    }
     proc.fill_identity()?;
     proc.fill_threads(&tasks);
     Ok(proc)
@@ -466,8 +482,14 @@ impl WineProcess {
         let reader = self.reader();
         let mut threads = Vec::new();
         let mut matched_tasks = Vec::new();
+        let mut stale = 0usize;
         for teb in &self.tebs {
             let linux_tid = teb_linux_tid(&reader, teb.address, tasks);
+            if linux_tid.is_none() && !teb_in_wine_list(&reader, teb.address) {
+                // A TEB Wine keeps from an exited thread.
+                stale += 1;
+                continue;
+            }
             if let Some(t) = linux_tid {
                 matched_tasks.push(t);
             }
@@ -479,9 +501,7 @@ impl WineProcess {
                 windows_tid: Some(teb.windows_tid),
                 linux_tid,
                 teb: Some(teb.address),
-                start_address: Availability::unavailable(
-                    "Wine keeps the Win32 start address in wineserver; not readable through /proc",
-                ),
+                start_address: teb_start_address(&reader, teb),
                 instruction_pointer: context.as_ref().map(|c| c.rip),
                 context,
                 suspend_count: Availability::unavailable(
@@ -506,6 +526,11 @@ impl WineProcess {
                 suspend_count: Availability::unavailable(why),
                 stack: None,
             });
+        }
+        if stale > 0 {
+            self.identity.notes.push(format!(
+                "{stale} TEB(s) of exited threads ignored (neither on Wine's TEB list nor bound to a Linux task)"
+            ));
         }
         // The initial thread (the process's main Linux task) first, then by Windows TID.
         let pid = self.pid;
@@ -690,7 +715,7 @@ fn find_tebs(mem: &ProcMem<'_>, maps: &[MapEntry], max: usize) -> Vec<Teb> {
                         stack_base: q(0x08),
                         stack_limit: q(0x10),
                     };
-                    if t.windows_pid != 0 && t.windows_tid != 0 && t.peb != 0 {
+                    if plausible_teb(&t) {
                         out.push(t);
                         if out.len() >= max {
                             return out;
@@ -703,6 +728,55 @@ fn find_tebs(mem: &ProcMem<'_>, maps: &[MapEntry], max: usize) -> Vec<Teb> {
         }
     }
     out
+}
+
+/// Client ids are handle values (multiples of 4, small), the PEB and the stack are set.
+fn plausible_teb(t: &Teb) -> bool {
+    let id_ok = |v: u32| v != 0 && v.is_multiple_of(4) && v < (1 << 26);
+    id_ok(t.windows_pid)
+        && id_ok(t.windows_tid)
+        && t.peb != 0
+        && t.peb < 0x0000_8000_0000_0000
+        && t.stack_limit != 0
+        && t.stack_limit < t.stack_base
+}
+
+/// Keeps the TEBs that agree with the most common (Windows PID, PEB) pair: a stray page that
+/// happens to look like a TEB does not get to define the process.
+fn consensus(tebs: Vec<Teb>) -> (Vec<Teb>, usize) {
+    let mut counts: Vec<((u32, u64), usize)> = Vec::new();
+    for t in &tebs {
+        let key = (t.windows_pid, t.peb);
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    let Some(best) = counts.iter().max_by_key(|(_, n)| *n).map(|(k, _)| *k) else {
+        return (tebs, 0);
+    };
+    let before = tebs.len();
+    let kept: Vec<Teb> = tebs
+        .into_iter()
+        .filter(|t| (t.windows_pid, t.peb) == best)
+        .collect();
+    let dropped = before - kept.len();
+    (kept, dropped)
+}
+
+/// Whether the TEB is on Wine's list of live TEBs (its list entry at TEB+0x390 is doubly
+/// linked). Wine keeps the TEBs of exited threads for reuse, with their old contents.
+fn teb_in_wine_list(mem: &ProcMem<'_>, teb: u64) -> bool {
+    let entry = teb + TEB_LIST_ENTRY;
+    let (Ok(flink), Ok(blink)) = (mem.read_u64(entry), mem.read_u64(entry + 8)) else {
+        return false;
+    };
+    flink != 0
+        && blink != 0
+        && mem
+            .read_u64(flink.wrapping_add(8))
+            .is_ok_and(|b| b == entry)
+        && mem.read_u64(blink).is_ok_and(|f| f == entry)
 }
 
 /// The Linux task of a TEB through Wine's stored `pthread_t` (see the module docs).
@@ -755,6 +829,33 @@ fn le16(b: &[u8], off: usize) -> u16 {
         a.copy_from_slice(s);
     }
     u16::from_le_bytes(a)
+}
+
+/// Wine 8 x64 `ntdll_thread_data` (TEB+0x2f0): `kernel_stack` +0x370, the TEB list entry
+/// +0x390, `start` +0x3a0. See the module docs.
+const TEB_KERNEL_STACK: u64 = 0x370;
+const TEB_LIST_ENTRY: u64 = 0x390;
+const TEB_START: u64 = 0x3a0;
+
+/// The start routine Wine recorded for the thread, accepted only when the surrounding layout
+/// is confirmed (kernel stack = stack base, TEB list entry doubly linked).
+fn teb_start_address(mem: &ProcMem<'_>, teb: &Teb) -> Availability<u64> {
+    let layout = mem
+        .read_u64(teb.address + TEB_KERNEL_STACK)
+        .is_ok_and(|k| k == teb.stack_base)
+        && teb_in_wine_list(mem, teb.address);
+    if !layout {
+        return Availability::unavailable(
+            "Wine thread data layout not recognised (not Wine 8 x64?): start address unknown",
+        );
+    }
+    match mem.read_u64(teb.address + TEB_START) {
+        Ok(0) => Availability::unavailable(
+            "Wine recorded no start routine: the initial thread is started by the loader, not NtCreateThreadEx",
+        ),
+        Ok(start) => Availability::Available(start),
+        Err(e) => Availability::unavailable(format!("Wine thread start routine unreadable: {e}")),
+    }
 }
 
 /// The Windows registers of a Wine thread (see the module docs).
