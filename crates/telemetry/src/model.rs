@@ -306,9 +306,8 @@ impl Event {
     pub fn is_cross_process(&self) -> Option<bool> {
         let a = self.actor.as_ref()?;
         let t = self.target.as_ref()?;
-        match (&a.guid, &t.guid) {
-            (Some(x), Some(y)) => return Some(!x.eq_ignore_ascii_case(y)),
-            _ => {}
+        if let (Some(x), Some(y)) = (&a.guid, &t.guid) {
+            return Some(!x.eq_ignore_ascii_case(y));
         }
         match (a.pid, t.pid) {
             (Some(x), Some(y)) => Some(x != y),

@@ -80,6 +80,7 @@ fn all_kinds() -> Vec<EventKind> {
             tid: Some(4),
             pc: Some(0x401000),
             sp: Some(0x1000),
+            entry: Some(0x402000),
         },
         EventKind::QueueApc {
             tid: Some(4),
@@ -173,20 +174,20 @@ fn check(root: &Value, s: &Value, v: &Value, at: &str, problems: &mut Vec<String
         }
         return;
     }
-    if let Some(t) = s.get("type") {
-        if !json_type_ok(t, v) {
-            problems.push(format!("{at}: {v} is not {t}"));
-        }
+    if let Some(t) = s.get("type")
+        && !json_type_ok(t, v)
+    {
+        problems.push(format!("{at}: {v} is not {t}"));
     }
-    if let Some(c) = s.get("const") {
-        if c != v {
-            problems.push(format!("{at}: {v} != const {c}"));
-        }
+    if let Some(c) = s.get("const")
+        && c != v
+    {
+        problems.push(format!("{at}: {v} != const {c}"));
     }
-    if let Some(e) = s.get("enum").and_then(Value::as_array) {
-        if !e.contains(v) {
-            problems.push(format!("{at}: {v} not in enum"));
-        }
+    if let Some(e) = s.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        problems.push(format!("{at}: {v} not in enum"));
     }
     if let (Some(props), Some(obj)) = (
         s.get("properties").and_then(Value::as_object),
@@ -198,10 +199,10 @@ fn check(root: &Value, s: &Value, v: &Value, at: &str, problems: &mut Vec<String
             .into_iter()
             .flatten()
         {
-            if let Some(r) = req.as_str() {
-                if !obj.contains_key(r) {
-                    problems.push(format!("{at}: missing required {r}"));
-                }
+            if let Some(r) = req.as_str()
+                && !obj.contains_key(r)
+            {
+                problems.push(format!("{at}: missing required {r}"));
             }
         }
         for (k, val) in obj {
@@ -228,7 +229,7 @@ fn every_kind_and_field_matches_schema() {
         let alts = root["$defs"]["event_kind"]["oneOf"].as_array().unwrap();
         let alt = alts
             .iter()
-            .find(|a| a["properties"]["type"]["const"] == Value::from(name))
+            .find(|a| a["properties"]["type"]["const"] == name)
             .unwrap_or_else(|| panic!("kind {name} missing from schema"));
         let schema_keys: BTreeSet<&String> =
             alt["properties"].as_object().unwrap().keys().collect();

@@ -173,31 +173,22 @@ fn push_data(out: &mut Vec<(String, String)>, map: Map<String, Value>) {
 
 /// evtx-crate `EventData`: an object of named values, or (unnamed) `{"Data": […]}`.
 fn push_event_data(out: &mut Vec<(String, String)>, v: Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                match v {
-                    Value::Object(inner) if k == "Data" => {
-                        // {"Data": {"#text": …}} (unnamed data)
-                        if let Some(t) = inner.get("#text").and_then(value_str) {
-                            out.push(("Data".into(), t.into_owned()));
-                        }
-                    }
-                    Value::Object(inner) => {
-                        // A value with attributes: {"#attributes":…, "#text": …}
-                        if let Some(t) = inner.get("#text").and_then(value_str) {
-                            out.push((k, t.into_owned()));
-                        }
-                    }
-                    other => {
-                        if let Some(s) = value_str(&other) {
-                            out.push((k, s.into_owned()));
-                        }
-                    }
+    let Value::Object(map) = v else { return };
+    for (k, v) in map {
+        match v {
+            // {"Data": {"#text": …}} (unnamed data), or a value with attributes:
+            // {"#attributes": …, "#text": …}
+            Value::Object(inner) => {
+                if let Some(t) = inner.get("#text").and_then(value_str) {
+                    out.push((k, t.into_owned()));
+                }
+            }
+            other => {
+                if let Some(s) = value_str(&other) {
+                    out.push((k, s.into_owned()));
                 }
             }
         }
-        _ => {}
     }
 }
 
