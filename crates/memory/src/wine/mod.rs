@@ -206,8 +206,10 @@ fn numeric_dirs(path: &Path) -> Result<Vec<u32>, MemoryError> {
     Ok(v)
 }
 
-/// Every Wine process on the host, in Linux PID order. A process that cannot be inspected
-/// (access denied) is an `Err` entry; processes that exit while listing are left out.
+/// Every Wine process on the host, in Linux PID order. A process whose maps cannot be read
+/// (access denied) is an `Err` entry when its name or command line mentions Wine or `.exe`
+/// (other protected processes, such as a container's PID 1, are left out); processes that exit
+/// while listing are left out.
 pub fn list_processes() -> Vec<Result<WineProcessRef, MemoryError>> {
     let pids = match numeric_dirs(Path::new("/proc")) {
         Ok(p) => p,
@@ -223,7 +225,12 @@ pub fn list_processes() -> Vec<Result<WineProcessRef, MemoryError>> {
             Ok(e) => e,
             Err(MemoryError::ProcessGone { .. }) => continue,
             Err(e @ MemoryError::AccessDenied { .. }) => {
-                out.push(Err(e));
+                // Unknown whether it is Wine: report it only if its world-readable name or
+                // command line looks like one, so users learn what was not scanned without a
+                // line for every unrelated protected process.
+                if looks_like_wine_name(pid) {
+                    out.push(Err(e));
+                }
                 continue;
             }
             Err(_) => continue,
@@ -260,15 +267,38 @@ pub fn list_processes() -> Vec<Result<WineProcessRef, MemoryError>> {
     out
 }
 
+/// `comm` or `cmdline` (both readable without ptrace rights) mention Wine or a Windows exe.
+fn looks_like_wine_name(pid: u32) -> bool {
+    let text = |leaf: &str| {
+        read_small(pid, leaf)
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let comm = text("comm");
+    let cmdline = text("cmdline");
+    [comm, cmdline]
+        .iter()
+        .any(|t| t.contains("wine") || t.contains(".exe"))
+}
+
 /// Opens a Wine process by Linux PID or, when no Wine process has that Linux PID, by Windows
 /// PID. A number that is both is taken as the Linux PID; use [`open_windows`] to force the
 /// Windows meaning.
 pub fn open(pid: u32) -> Result<WineProcess, MemoryError> {
     match open_linux(pid) {
         Ok(p) => Ok(p),
-        Err(MemoryError::ProcessGone { .. }) | Err(MemoryError::NotWine { .. }) => {
-            open_windows(pid)
-        }
+        Err(MemoryError::ProcessGone { .. }) => open_windows(pid),
+        Err(MemoryError::NotWine { pid, detail }) => match open_windows(pid) {
+            Err(MemoryError::NoSuchProcess { detail: d, .. }) if d.is_empty() => {
+                Err(MemoryError::NoSuchProcess {
+                    pid,
+                    detail: format!(
+                        " (Linux process {pid} exists but is not a Wine process: {detail})"
+                    ),
+                })
+            }
+            other => other,
+        },
         Err(e) => Err(e),
     }
 }
@@ -669,18 +699,19 @@ fn next_page(a: u64) -> u64 {
 /// Finds x64 TEBs: private read-write anonymous pages whose qword at +0x30 is their own
 /// address, with a plausible client id and PEB.
 fn find_tebs(mem: &ProcMem<'_>, maps: &[MapEntry], max: usize) -> Vec<Teb> {
-    let mut out = Vec::new();
+    let mut out: Vec<Teb> = Vec::new();
     let mut budget = TEB_SCAN_BUDGET;
     const CHUNK: u64 = 1 << 20;
     let mut chunk = vec![0u8; CHUNK as usize];
-    for e in maps {
-        if !(e.read && e.write && !e.shared && e.is_anonymous() && e.pseudo_path().is_none()) {
-            continue;
-        }
-        // User-space addresses only.
-        if e.start >= 0x0000_8000_0000_0000 {
-            continue;
-        }
+    // Small mappings first: TEB blocks are small (Wine 8: a few 64 KiB slots below the PEB),
+    // so the budget is spent where TEBs are, whatever the heap size.
+    let mut candidates: Vec<&MapEntry> = maps
+        .iter()
+        .filter(|e| e.read && e.write && !e.shared && e.is_anonymous() && e.pseudo_path().is_none())
+        .filter(|e| e.start < 0x0000_8000_0000_0000)
+        .collect();
+    candidates.sort_by_key(|e| (e.end - e.start, e.start));
+    for e in candidates {
         let mut base = e.start;
         while base < e.end && budget > 0 {
             let n = (e.end - base).min(CHUNK).min(budget);
@@ -689,6 +720,7 @@ fn find_tebs(mem: &ProcMem<'_>, maps: &[MapEntry], max: usize) -> Vec<Teb> {
                 break;
             };
             let Ok(res) = mem.read(base, buf) else {
+                out.sort_by_key(|t| t.address);
                 return out;
             };
             let mut page = 0u64;
@@ -718,6 +750,7 @@ fn find_tebs(mem: &ProcMem<'_>, maps: &[MapEntry], max: usize) -> Vec<Teb> {
                     if plausible_teb(&t) {
                         out.push(t);
                         if out.len() >= max {
+                            out.sort_by_key(|t| t.address);
                             return out;
                         }
                     }
@@ -727,6 +760,7 @@ fn find_tebs(mem: &ProcMem<'_>, maps: &[MapEntry], max: usize) -> Vec<Teb> {
             base += n;
         }
     }
+    out.sort_by_key(|t| t.address);
     out
 }
 
