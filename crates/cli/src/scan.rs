@@ -40,6 +40,13 @@ pub struct ScanArgs {
     /// Human output: also list skipped checks and modules without TLS callbacks.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Windows build: for each live process with a finding of severity high or above, write a
+    /// full-memory minidump and its JSON report into DIR (see docs/windows.md).
+    #[arg(long, value_name = "DIR")]
+    pub preserve: Option<PathBuf>,
+    /// With --preserve: also suspend that process (before the dump) and leave it suspended.
+    #[arg(long, requires = "preserve")]
+    pub suspend: bool,
 }
 
 /// A process or dump to scan.
@@ -69,6 +76,7 @@ fn open(target: &Target) -> Result<Box<dyn ProcessMemory>, String> {
 
 /// Runs `preentry scan`.
 pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
+    preserve::check_args(args.preserve.as_deref(), args.suspend)?;
     let opts = ScanOptions {
         resolver: DiskResolver::from_env(args.disk_root.clone()),
     };
@@ -98,6 +106,25 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
             }
             Err(e) => error_report(target, e),
         };
+        if let (Some(dir), Target::Pid(pid)) = (&args.preserve, target)
+            && preserve::wanted(&entry)
+        {
+            match preserve::preserve(dir, *pid, args.suspend, &entry) {
+                Ok(p) => eprintln!(
+                    "preentry: preserved pid {}: {} ({} bytes), {}{}",
+                    p.pid,
+                    p.dump.display(),
+                    p.dump_bytes,
+                    p.report.display(),
+                    if p.suspended {
+                        "; process suspended"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => eprintln!("preentry: error: --preserve: {e}"),
+            }
+        }
         report.processes.push(entry);
         bar.inc(1);
     }
@@ -120,6 +147,15 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+#[path = "preserve.rs"]
+mod preserve;
+
+/// Windows builds scan live processes through the Windows API.
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod live;
+
+#[cfg(not(windows))]
 mod live {
     //! Live Wine processes, read through `/proc` (Linux only).
     use preentry_memory::{ProcessMemory, wine};
