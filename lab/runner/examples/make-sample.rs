@@ -84,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dump_written_unix": unix(dump_written),
     });
     let outcome = session.finish()?;
-    std::fs::write(out.join("wineserver.trace"), outcome.trace_without_dumps()?)?;
+    outcome.save_trace(&out.join("wineserver.trace"))?;
     let mut meta = meta;
     if let Value::Object(map) = &mut meta {
         map.insert("markers_at_end".into(), markers(&outcome.markers));

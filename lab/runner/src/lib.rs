@@ -809,6 +809,13 @@ impl Outcome {
             fs::read_to_string(&self.trace_path).map_err(|e| LabError::io(&self.trace_path, e))?;
         Ok(trace::without_processes(&text, &self.dumper_linux_pids))
     }
+
+    /// Saves the trace (without `minidump.exe`'s requests) to `dest`, e.g.
+    /// beside a minidump; the run's control directory is removed with the
+    /// last owner of this outcome.
+    pub fn save_trace(&self, dest: &Path) -> Result<(), LabError> {
+        fs::write(dest, self.trace_without_dumps()?).map_err(|e| LabError::io(dest, e))
+    }
 }
 
 impl Session {

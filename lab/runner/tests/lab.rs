@@ -369,6 +369,9 @@ fn minidumps_open_and_hold_the_image_header() {
     assert!(writes(&filtered) >= 4);
     assert_eq!(writes(&filtered), writes(&raw));
     assert!(out.markers.injected_before_main());
+    let saved = dir.join("tls-array-swap.trace");
+    out.save_trace(&saved).expect("save trace");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), filtered);
 
     // hollowing, suspended: the payload's header is at PEB.ImageBaseAddress
     let s = lab
