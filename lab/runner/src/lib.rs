@@ -600,6 +600,7 @@ impl Lab {
     /// prefix's wineserver with tracing on.
     pub fn start(&self, scenario: Scenario, checkpoint: Checkpoint) -> Result<Session, LabError> {
         let lock = self.lock()?;
+        remove_stale_runs(&self.build.join("runs"));
 
         let run = RunDir::create(&self.build.join("runs"), scenario)?;
         let control_dir = run.path.clone();
@@ -707,6 +708,31 @@ fn wait_for_server_socket(prefix: &Path, limit: Duration) {
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes run directories left by test processes that died (the name is
+/// `<scenario>-<pid>-<n>`), unless `PREENTRY_LAB_KEEP=1`.
+fn remove_stale_runs(runs: &Path) {
+    if std::env::var(KEEP_ENV).is_ok_and(|v| v == "1") {
+        return;
+    }
+    let Ok(dir) = fs::read_dir(runs) else {
+        return;
+    };
+    for entry in dir.flatten().take(10_000) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let mut parts = name.rsplitn(3, '-');
+        let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Ok(pid) = pid.parse::<u32>()
+            && pid != std::process::id()
+            && !procfs::alive(pid)
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
