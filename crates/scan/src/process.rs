@@ -188,6 +188,23 @@ fn is_wine_builtin(bytes: &[u8]) -> bool {
         .is_some_and(|b| b.starts_with(b"Wine placeholder DLL"))
 }
 
+/// Probes the source once more: `Some` when it can no longer be read at all (the process
+/// exited or access was withdrawn). Unmapped memory is not such a failure.
+fn liveness_error(mem: &dyn ProcessMemory) -> Option<String> {
+    let addr = mem
+        .identity()
+        .peb_address
+        .or_else(|| mem.memory_ranges().first().map(|r| r.start))?;
+    let mut b = [0u8; 8];
+    match mem.read(addr, &mut b) {
+        Err(
+            e @ (preentry_memory::MemoryError::ProcessGone { .. }
+            | preentry_memory::MemoryError::AccessDenied { .. }),
+        ) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 /// Scans one process. Never fails: errors are recorded in the report.
 pub fn scan_process(mem: &dyn ProcessMemory, opts: &ScanOptions) -> ProcessReport {
     let mut report = ProcessReport::new();
@@ -208,6 +225,10 @@ pub fn scan_process(mem: &dyn ProcessMemory, opts: &ScanOptions) -> ProcessRepor
     };
     scanner.run();
     let mut report = scanner.report;
+    // A live process that exited or shut us out during the scan: the findings are partial.
+    if let Some(err) = liveness_error(mem) {
+        report.error = Some(format!("{err} (during the scan; results are partial)"));
+    }
     report.sort_findings();
     report
 }

@@ -195,3 +195,78 @@ fn scanning_leaves_the_target_unchanged() {
     assert_eq!(before, after, "target memory changed during the scan");
     session.finish().unwrap_or_else(|e| panic!("finish: {e}"));
 }
+
+/// What `preentry scan --all` does, with a scenario held at `suspended`: every Wine process of
+/// the host is scanned; the victim is found with its findings, and Wine's own service
+/// processes (services.exe, winedevice.exe, …: real, unmodified Wine programs) have nothing
+/// above `low`.
+#[test]
+fn all_wine_processes_only_the_victim_is_flagged() {
+    let Some(lab) = Lab::from_env() else { return };
+    let session = lab
+        .start(Scenario::TlsSlotOverwrite, Checkpoint::Suspended)
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let mut victim_seen = false;
+    let mut scanned = 0;
+    let mut failures = Vec::new();
+    for entry in wine::list_processes() {
+        let Ok(p) = entry else { continue };
+        let Ok(mem) = wine::open_linux(p.linux_pid) else {
+            continue; // exited meanwhile (another engineer's Wine, a dumper)
+        };
+        let r = scan_process(&mem, &opts(&lab));
+        scanned += 1;
+        if p.linux_pid == session.linux_pid {
+            victim_seen = true;
+            if let Err(e) = common::check(session.scenario.name(), "suspended", &r, true) {
+                failures.push(e);
+            }
+        } else if p.comm.ends_with(".exe")
+            && [
+                "services",
+                "winedevice",
+                "plugplay",
+                "svchost",
+                "rpcss",
+                "explorer",
+            ]
+            .iter()
+            .any(|n| p.comm.starts_with(n))
+            && let Some(f) = r
+                .findings
+                .iter()
+                .find(|f| f.severity > preentry_scan::Severity::Low)
+        {
+            failures.push(format!(
+                "{} ({}): {} {}: {}",
+                p.comm, p.linux_pid, f.severity, f.kind, f.summary
+            ));
+        }
+    }
+    session.finish().unwrap_or_else(|e| panic!("finish: {e}"));
+    assert!(
+        victim_seen,
+        "the victim was not among {scanned} Wine processes"
+    );
+    assert!(scanned >= 2, "only {scanned} Wine processes scanned");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A process that exits after it was opened is reported as a per-process error.
+#[test]
+fn process_exit_mid_scan_is_a_per_process_error() {
+    let Some(lab) = Lab::from_env() else { return };
+    let session = lab
+        .start(Scenario::BenignSuspendResume, Checkpoint::Suspended)
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let mem = wine::open_linux(session.linux_pid).unwrap_or_else(|e| panic!("{e}"));
+    drop(session); // kills the scenario
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while Path::new(&format!("/proc/{}", mem.linux_pid())).exists()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = scan_process(&mem, &opts(&lab));
+    assert!(r.error.is_some(), "no error for an exited process: {r:?}");
+}
