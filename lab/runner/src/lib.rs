@@ -696,7 +696,8 @@ fn wait_for_server_socket(prefix: &Path, limit: Duration) {
     let leaf = format!("server-{:x}-{:x}", meta.dev(), meta.ino());
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if let Ok(dir) = fs::read_dir(std::env::temp_dir()) {
+        for tmp in [std::env::temp_dir(), PathBuf::from("/tmp")] {
+            let Ok(dir) = fs::read_dir(tmp) else { continue };
             for entry in dir.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
