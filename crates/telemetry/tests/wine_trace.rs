@@ -193,27 +193,115 @@ fn flate2_encoder<W: Write>(w: W) -> GzEncoder<W> {
 }
 use flate2::write::GzEncoder;
 
-/// The lab's committed samples (`samples/*/wineserver.trace.gz`), when the lab has produced them.
+fn sample(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../samples")
+        .join(name)
+}
+
+fn meta(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(sample(name).join("meta.json")).unwrap()).unwrap()
+}
+
+fn hex_field(detail: &str, key: &str) -> u64 {
+    let v = detail
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} in {detail}"));
+    u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Everything other processes did to the victim, from the lab's committed trace.
+fn into_victim(name: &str) -> (Vec<Event>, serde_json::Value) {
+    let m = meta(name);
+    let mut s = decode_file(&sample(name).join("wineserver.trace.gz"), None).unwrap();
+    assert_eq!(s.format(), Format::WineTrace);
+    let ev: Vec<Event> = (&mut s).map(|e| e.unwrap()).collect();
+    assert_eq!(s.stats().errors, 0);
+    let victim = m["windows_pid"].as_u64().unwrap() as u32;
+    let cross = ev
+        .into_iter()
+        .filter(|e| {
+            e.target.as_ref().and_then(|t| t.pid) == Some(victim)
+                && e.actor.as_ref().and_then(|a| a.pid) != Some(victim)
+        })
+        .collect();
+    (cross, m)
+}
+
 #[test]
-fn lab_samples_decode_cleanly_when_present() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples");
-    let Ok(dirs) = std::fs::read_dir(&root) else {
-        return;
-    };
-    for d in dirs.flatten() {
-        let trace = d.path().join("wineserver.trace.gz");
-        if !trace.exists() {
-            continue;
+fn lab_tls_array_swap_trace() {
+    let (ev, m) = into_victim("tls-array-swap");
+    let detail = m["attacker_detail"].as_str().unwrap();
+    let tls_dir = hex_field(detail, "tls_directory");
+    let new_array = hex_field(detail, "new_array");
+    let injected = hex_field(detail, "injected");
+    let tid = m["windows_tid"].as_u64().unwrap() as u32;
+    assert_eq!(
+        ev[0].kind,
+        EventKind::ProcessCreate {
+            created_suspended: Some(true),
+            creation_flags: Some(0x200)
         }
-        let mut s = decode_file(&trace, None).unwrap();
-        assert_eq!(s.format(), Format::WineTrace);
-        let ev: Vec<Event> = (&mut s).filter_map(Result::ok).collect();
-        assert_eq!(s.stats().errors, 0, "{}", trace.display());
-        assert!(
-            ev.iter()
-                .any(|e| matches!(e.kind, EventKind::ProcessCreate { .. })),
-            "{}",
-            trace.display()
-        );
+    );
+    assert!(
+        ev[0]
+            .target
+            .as_ref()
+            .unwrap()
+            .image
+            .as_deref()
+            .unwrap()
+            .ends_with("victim-tls.exe")
+    );
+    // RWX memory for the injected callback, its code written there.
+    assert!(ev.iter().any(|e| matches!(e.kind,
+        EventKind::RemoteAlloc { address: Some(a), protection: Some(0x40), .. } if a == injected)));
+    assert!(ev.iter().any(|e| matches!(e.kind,
+        EventKind::RemoteWrite { address: Some(a), .. } if a == injected)));
+    // IMAGE_TLS_DIRECTORY64.AddressOfCallBacks (+0x18) rewritten to the new array.
+    let patch = ev
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::RemoteWrite { address: Some(a), .. } if a == tls_dir + 0x18))
+        .expect("AddressOfCallBacks write");
+    match &patch.kind {
+        EventKind::RemoteWrite { size, bytes, .. } => {
+            assert_eq!(*size, Some(8));
+            assert_eq!(
+                bytes.as_deref(),
+                Some(hex::encode(new_array.to_le_bytes()).as_str())
+            );
+        }
+        _ => unreachable!(),
     }
+    // The new array holds the injected callback first.
+    assert!(ev.iter().any(|e| matches!(&e.kind,
+        EventKind::RemoteWrite { address: Some(a), bytes: Some(b), .. }
+            if *a == new_array && b.starts_with(&hex::encode(injected.to_le_bytes())))));
+    // Then the suspended thread is resumed, after all of that.
+    let last = ev.last().unwrap();
+    assert_eq!(last.kind, EventKind::ThreadResume { tid: Some(tid) });
+    assert!(last.source.line > patch.source.line);
+}
+
+#[test]
+fn lab_benign_suspend_resume_trace() {
+    let (ev, m) = into_victim("benign-suspend-resume");
+    assert_eq!(m["is_attack"], false);
+    let kinds: Vec<&str> = ev.iter().map(|e| e.kind.type_name()).collect();
+    // Created suspended and resumed; nothing written, allocated or redirected in between.
+    assert_eq!(kinds.first(), Some(&"process_create"));
+    assert_eq!(kinds.last(), Some(&"thread_resume"));
+    assert!(
+        !kinds.iter().any(|k| matches!(
+            *k,
+            "remote_write"
+                | "remote_alloc"
+                | "remote_protect"
+                | "set_thread_context"
+                | "queue_apc"
+                | "remote_map_view"
+        )),
+        "{kinds:?}"
+    );
 }
