@@ -453,16 +453,21 @@ impl Parsed {
                 .iter()
                 .map(|t| {
                     let tid = t.raw.thread_id;
-                    let context = match &sys {
+                    let (instruction_pointer, context) = match &sys {
                         Availability::Available(si) => match t.context(si, misc_ref) {
                             Some(ctx) => convert_context(&ctx.raw),
-                            None => Availability::unavailable(
-                                "thread context missing or not decodable in this dump",
-                            ),
+                            None => {
+                                let r = "thread context missing or not decodable in this dump";
+                                (Availability::unavailable(r), Availability::unavailable(r))
+                            }
                         },
-                        Availability::Unavailable { reason } => Availability::unavailable(format!(
-                            "contexts not decoded: CPU type unknown ({reason})"
-                        )),
+                        Availability::Unavailable { reason } => {
+                            let r = format!("contexts not decoded: CPU type unknown ({reason})");
+                            (
+                                Availability::unavailable(r.clone()),
+                                Availability::unavailable(r),
+                            )
+                        }
                     };
                     let start_address = match &til {
                         Availability::Available(infos) => match infos.get_thread_info(tid) {
@@ -481,7 +486,7 @@ impl Parsed {
                         linux_tid: None,
                         teb: (t.raw.teb != 0).then_some(t.raw.teb),
                         start_address,
-                        instruction_pointer: context.as_ref().map(|c| c.rip),
+                        instruction_pointer,
                         context,
                         suspend_count: Availability::Available(t.raw.suspend_count),
                         stack: None,
@@ -576,43 +581,96 @@ fn normalise_regions(mut v: Vec<Region>) -> Vec<Region> {
     out
 }
 
-fn convert_context(raw: &MinidumpRawContext) -> Availability<ThreadContext> {
+/// `CONTEXT_CONTROL` / `CONTEXT_INTEGER` sub-flags (low bits of `ContextFlags`, same values
+/// for x86 and x64). The crate accepts a context whatever its sub-flags; registers of a group
+/// whose flag is clear were not captured and must not be read as zeros.
+const CONTEXT_CONTROL: u32 = 0x1;
+const CONTEXT_INTEGER: u32 = 0x2;
+
+fn missing<T>(what: &str, flags: u32) -> Availability<T> {
+    Availability::unavailable(format!(
+        "thread context lacks {what} (ContextFlags {flags:#x}): those registers were not captured"
+    ))
+}
+
+fn context_groups(flags: u32) -> (bool, bool) {
+    (flags & CONTEXT_CONTROL != 0, flags & CONTEXT_INTEGER != 0)
+}
+
+fn convert_context(raw: &MinidumpRawContext) -> (Availability<u64>, Availability<ThreadContext>) {
     match raw {
-        MinidumpRawContext::Amd64(c) => Availability::Available(ThreadContext {
-            rip: c.rip,
-            rsp: c.rsp,
-            rcx: c.rcx,
-            rdx: c.rdx,
-            rax: c.rax,
-            rbx: c.rbx,
-            rbp: c.rbp,
-            rsi: c.rsi,
-            rdi: c.rdi,
-            r8: c.r8,
-            r9: c.r9,
-            eflags: c.eflags,
-            cs: c.cs,
-            kind: ContextKind::Captured,
-            origin: "minidump ThreadList context",
-        }),
-        MinidumpRawContext::X86(c) => Availability::Available(ThreadContext {
-            rip: u64::from(c.eip),
-            rsp: u64::from(c.esp),
-            rcx: u64::from(c.ecx),
-            rdx: u64::from(c.edx),
-            rax: u64::from(c.eax),
-            rbx: u64::from(c.ebx),
-            rbp: u64::from(c.ebp),
-            rsi: u64::from(c.esi),
-            rdi: u64::from(c.edi),
-            r8: 0,
-            r9: 0,
-            eflags: c.eflags,
-            cs: c.cs as u16,
-            kind: ContextKind::Captured,
-            origin: "minidump ThreadList context (x86)",
-        }),
-        _ => Availability::unavailable("thread context of a CPU other than x86/x64"),
+        MinidumpRawContext::Amd64(c) => {
+            let (control, integer) = context_groups(c.context_flags);
+            let ip = if control {
+                Availability::Available(c.rip)
+            } else {
+                missing("CONTEXT_CONTROL", c.context_flags)
+            };
+            if !(control && integer) {
+                let what = if control {
+                    "CONTEXT_INTEGER"
+                } else {
+                    "CONTEXT_CONTROL"
+                };
+                return (ip, missing(what, c.context_flags));
+            }
+            let ctx = ThreadContext {
+                rip: c.rip,
+                rsp: c.rsp,
+                rcx: c.rcx,
+                rdx: c.rdx,
+                rax: c.rax,
+                rbx: c.rbx,
+                rbp: c.rbp,
+                rsi: c.rsi,
+                rdi: c.rdi,
+                r8: c.r8,
+                r9: c.r9,
+                eflags: c.eflags,
+                cs: c.cs,
+                kind: ContextKind::Captured,
+                origin: "minidump ThreadList context",
+            };
+            (ip, Availability::Available(ctx))
+        }
+        MinidumpRawContext::X86(c) => {
+            let (control, integer) = context_groups(c.context_flags);
+            let ip = if control {
+                Availability::Available(u64::from(c.eip))
+            } else {
+                missing("CONTEXT_CONTROL", c.context_flags)
+            };
+            if !(control && integer) {
+                let what = if control {
+                    "CONTEXT_INTEGER"
+                } else {
+                    "CONTEXT_CONTROL"
+                };
+                return (ip, missing(what, c.context_flags));
+            }
+            let ctx = ThreadContext {
+                rip: u64::from(c.eip),
+                rsp: u64::from(c.esp),
+                rcx: u64::from(c.ecx),
+                rdx: u64::from(c.edx),
+                rax: u64::from(c.eax),
+                rbx: u64::from(c.ebx),
+                rbp: u64::from(c.ebp),
+                rsi: u64::from(c.esi),
+                rdi: u64::from(c.edi),
+                r8: 0,
+                r9: 0,
+                eflags: c.eflags,
+                cs: c.cs as u16,
+                kind: ContextKind::Captured,
+                origin: "minidump ThreadList context (x86)",
+            };
+            (ip, Availability::Available(ctx))
+        }
+        _ => {
+            let r = "thread context of a CPU other than x86/x64";
+            (Availability::unavailable(r), Availability::unavailable(r))
+        }
     }
 }
 

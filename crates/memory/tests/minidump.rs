@@ -78,6 +78,8 @@ fn image_pages() -> (Vec<u8>, Vec<u8>) {
 
 #[derive(Clone, Copy)]
 struct Opts {
+    /// `ContextFlags` of a hand-built CONTEXT_AMD64 instead of minidump-synth's full one.
+    context_flags: Option<u32>,
     system_info: bool,
     misc: bool,
     memory_info: bool,
@@ -86,6 +88,7 @@ struct Opts {
 }
 
 const FULL: Opts = Opts {
+    context_flags: None,
     system_info: true,
     misc: true,
     memory_info: true,
@@ -118,7 +121,19 @@ fn synth(o: Opts) -> Vec<u8> {
     }
     // Thread with a TEB and suspend count 1 (minidump-synth's Thread has neither).
     // minidump-synth's context sets rip/rsp only; rcx/rdx are checked on real dumps.
-    let ctx = amd64_context(LE, 0x1_7005_dc20, STACK + 0xffd8);
+    let ctx = match o.context_flags {
+        None => amd64_context(LE, 0x1_7005_dc20, STACK + 0xffd8),
+        Some(flags) => {
+            // CONTEXT_AMD64 is 0x4d0 bytes: flags +0x30, cs +0x38, rcx +0x80, rsp +0x98, rip +0xf8.
+            let mut c = vec![0u8; 0x4d0];
+            c[0x30..0x34].copy_from_slice(&flags.to_le_bytes());
+            c[0x38..0x3a].copy_from_slice(&0x33u16.to_le_bytes());
+            c[0x80..0x88].copy_from_slice(&ENTRY.to_le_bytes());
+            c[0x98..0xa0].copy_from_slice(&(STACK + 0xffd8).to_le_bytes());
+            c[0xf8..0x100].copy_from_slice(&0x1_7005_dc20u64.to_le_bytes());
+            Section::with_endian(LE).append_bytes(&c)
+        }
+    };
     let thread = Section::with_endian(LE)
         .D32(TID)
         .D32(1) // suspend_count
@@ -584,4 +599,46 @@ fn lab_sample_dumps() {
             p.display()
         );
     }
+}
+
+#[test]
+fn partial_contexts_are_not_read_as_zeros() {
+    // CONTEXT_CONTROL only: rip/rsp captured, rcx/rdx (integer group) not.
+    let src = open_bytes(synth(Opts {
+        context_flags: Some(0x0010_0001),
+        ..FULL
+    }));
+    let t = &src.threads().available().unwrap()[0];
+    assert_eq!(
+        t.instruction_pointer,
+        Availability::Available(0x1_7005_dc20)
+    );
+    assert!(
+        t.context.reason().unwrap().contains("CONTEXT_INTEGER"),
+        "{:?}",
+        t.context
+    );
+
+    // Both groups: the hand-built context decodes, rcx included.
+    let src = open_bytes(synth(Opts {
+        context_flags: Some(0x0010_0003),
+        ..FULL
+    }));
+    let t = &src.threads().available().unwrap()[0];
+    let ctx = t.context.clone().available().unwrap();
+    assert_eq!((ctx.rip, ctx.rcx, ctx.cs), (0x1_7005_dc20, ENTRY, 0x33));
+
+    // Neither group.
+    let src = open_bytes(synth(Opts {
+        context_flags: Some(0x0010_0000),
+        ..FULL
+    }));
+    let t = &src.threads().available().unwrap()[0];
+    assert!(
+        t.instruction_pointer
+            .reason()
+            .unwrap()
+            .contains("CONTEXT_CONTROL")
+    );
+    assert!(!t.context.is_available());
 }
