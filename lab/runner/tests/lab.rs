@@ -121,6 +121,7 @@ fn walk(scenario: Scenario) {
 
     let trace_path = s.trace_path.clone();
     let victim_path = s.report.victim_windows_path.clone();
+    let (linux_pid, windows_pid, windows_tid) = (s.linux_pid, s.windows_pid, s.windows_tid);
     let out = s.finish().expect("finish");
     let m = &out.markers;
     assert_eq!(out.victim_exit_code, Some(0), "{scenario}: victim exit");
@@ -189,6 +190,22 @@ fn walk(scenario: Scenario) {
         "{scenario}: victim {victim_path} not in trace"
     );
     assert!(trace.contains("resume_thread("));
+    // second, independent source for the PIDs: the server linked the Linux
+    // PID to the Windows PID and TID when the victim's first thread started
+    let start = format!("init_first_thread( unix_pid={linux_pid}, unix_tid={linux_pid},");
+    let line = trace
+        .lines()
+        .position(|l| l.contains(&start))
+        .unwrap_or_else(|| panic!("{scenario}: no `{start}` in the trace"));
+    let reply = format!("pid={windows_pid:04x}, tid={windows_tid:04x}");
+    assert!(
+        trace
+            .lines()
+            .skip(line)
+            .take(50)
+            .any(|l| l.contains("init_first_thread() = 0") && l.contains(&reply)),
+        "{scenario}: trace does not link Linux PID {linux_pid} to ({reply})"
+    );
     let writes = trace.matches("write_process_memory( ").count();
     match scenario {
         Scenario::BenignSuspendResume | Scenario::BenignJit | Scenario::BenignSelfUnpack => {
