@@ -3,4 +3,4 @@
 # (run `bash lab/setup.sh` first) and fail instead when PREENTRY_REQUIRE_LAB=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --no-fail-fast
