@@ -557,46 +557,88 @@ fn every_corpus_dump_opens_or_fails_cleanly() {
     assert!(seen >= 14, "corpus dumps found: {seen}");
 }
 
-/// The lab's committed dumps (`samples/*/*.dmp[.gz]`), once they exist.
+fn meta_hex(meta: &serde_json::Value, key: &str) -> u64 {
+    let v = meta[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("meta.json: no {key}"));
+    u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// `key=0x...` from the attacker's detail line.
+fn detail_hex(detail: &str, key: &str) -> Option<u64> {
+    detail
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+}
+
+/// The lab's committed dumps (`samples/<scenario>/victim.dmp.gz` with `meta.json`): the dump
+/// must agree with what the lab recorded at the checkpoint.
 #[test]
 fn lab_sample_dumps() {
     let samples = workspace_root().join("samples");
-    let mut found = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(&samples) {
-        for d in rd.flatten() {
-            if let Ok(inner) = std::fs::read_dir(d.path()) {
-                for f in inner.flatten() {
-                    let n = f.file_name().to_string_lossy().to_string();
-                    if n.ends_with(".dmp") || n.ends_with(".dmp.gz") {
-                        found.push(f.path());
-                    }
-                }
-            }
+    let mut checked = 0;
+    let dirs = std::fs::read_dir(&samples).map(|rd| rd.flatten().collect::<Vec<_>>());
+    for d in dirs.unwrap_or_default() {
+        let meta_path = d.path().join("meta.json");
+        let Ok(text) = std::fs::read_to_string(&meta_path) else {
+            continue;
+        };
+        let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(dump_name) = meta["dump"].as_str() else {
+            continue;
+        };
+        let gz = d.path().join(format!("{dump_name}.gz"));
+        let path = if gz.exists() {
+            gz
+        } else {
+            d.path().join(dump_name)
+        };
+        let src = MinidumpSource::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let id = src.identity();
+        let wpid = meta["windows_pid"].as_u64().unwrap() as u32;
+        assert_eq!(id.windows_pid, Some(wpid), "{}", path.display());
+        assert_eq!(id.arch, Arch::X64);
+        assert_eq!(id.peb_address, Some(meta_hex(&meta, "peb")));
+        assert_eq!(id.peb_image_base, Some(meta_hex(&meta, "image_base")));
+        assert_eq!(
+            id.image_path.as_deref(),
+            meta["victim_windows_path"].as_str()
+        );
+        // Wine-written: no MemoryInfoList, no ThreadInfoList — said, not guessed.
+        assert_eq!(
+            src.regions().reason(),
+            Some("MemoryInfoList stream absent from this dump")
+        );
+        let tid = meta["windows_tid"].as_u64().unwrap() as u32;
+        let threads = src.threads().available().expect("ThreadList");
+        let t = threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .expect("initial thread");
+        assert!(t.start_address.reason().unwrap().contains("ThreadInfoList"));
+        let ctx = t.context.clone().available().expect("context");
+        if meta["checkpoint"] == "suspended" {
+            assert_eq!(t.suspended(), Some(true));
+            assert_eq!(ctx.rdx, id.peb_address.unwrap(), "rdx = PEB before start");
         }
+        // tls-array-swap: the patched AddressOfCallBacks points at the new array, whose slot 0
+        // is the injected code — readable from the dump alone.
+        let detail = meta["attacker_detail"].as_str().unwrap_or("");
+        if let (Some(dir), Some(array), Some(injected)) = (
+            detail_hex(detail, "tls_directory"),
+            detail_hex(detail, "new_array"),
+            detail_hex(detail, "injected"),
+        ) {
+            assert_eq!(src.read_u64(dir + 0x18).unwrap(), array);
+            assert_eq!(src.read_u64(array).unwrap(), injected);
+        }
+        checked += 1;
     }
-    if found.is_empty() {
+    if checked == 0 {
         eprintln!(
             "NOTE: no lab dumps under {} yet; nothing to check",
             samples.display()
-        );
-        return;
-    }
-    for p in found {
-        let src = MinidumpSource::open(&p).unwrap_or_else(|e| panic!("{e}"));
-        let id = src.identity();
-        assert!(id.windows_pid.is_some(), "{}: no pid", p.display());
-        assert_eq!(id.arch, Arch::X64, "{}", p.display());
-        assert!(
-            id.peb_image_base.is_some(),
-            "{}: {:?}",
-            p.display(),
-            id.notes
-        );
-        let threads = src.threads().available().expect("ThreadList");
-        assert!(
-            threads.iter().any(|t| t.context.is_available()),
-            "{}",
-            p.display()
         );
     }
 }
