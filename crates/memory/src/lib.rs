@@ -26,6 +26,28 @@
 //! Windows source is meant to be one more implementation of the same trait. [`peb`] reads the
 //! PEB, its loader module list and process parameters through any [`MemoryReader`].
 //!
+//! ```no_run
+//! use preentry_memory::{Availability, MemoryReader, ProcessMemory, dump::MinidumpSource, wine};
+//! # fn main() -> Result<(), preentry_memory::MemoryError> {
+//! let sources: Vec<Box<dyn ProcessMemory>> = vec![
+//!     Box::new(MinidumpSource::open("samples/tls-array-swap/victim.dmp.gz")?),
+//!     Box::new(wine::open(1234)?), // a Linux or a Windows PID
+//! ];
+//! for mem in &sources {
+//!     let id = mem.identity();
+//!     println!("{}: PEB.ImageBaseAddress {:x?}", mem.describe(), id.peb_image_base);
+//!     match mem.regions() {
+//!         Availability::Available(regions) => println!("{} regions", regions.len()),
+//!         Availability::Unavailable { reason } => println!("not checkable: {reason}"),
+//!     }
+//!     if let Some(base) = id.peb_image_base {
+//!         let head = mem.read_range(base, 0x1000, 0x1000)?;
+//!         println!("headers complete: {}", head.result.is_complete());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Read-only
 //!
 //! Nothing here writes to another process: `/proc/PID/mem` is opened read-only, no process is
