@@ -177,11 +177,12 @@ fn read_small(pid: u32, leaf: &str) -> Result<String, MemoryError> {
     use std::io::Read;
     let path = proc_path(pid, leaf);
     let f = File::open(&path).map_err(|e| map_open_err(pid, &path, e))?;
-    let mut s = String::new();
+    let mut bytes = Vec::new();
     f.take(MAX_MAPS_BYTES)
-        .read_to_string(&mut s)
+        .read_to_end(&mut bytes)
         .map_err(|e| map_open_err(pid, &path, e))?;
-    Ok(s)
+    // Lossy: a mapped file whose name is not UTF-8 must not hide the process.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn read_maps(pid: u32) -> Result<Vec<MapEntry>, MemoryError> {
@@ -405,6 +406,8 @@ pub fn open_linux(pid: u32) -> Result<WineProcess, MemoryError> {
     }
     proc.fill_identity()?;
     proc.fill_threads(&tasks);
+    // A process that exited while it was being opened is an error, not an empty snapshot.
+    check_alive(pid)?;
     Ok(proc)
 }
 
@@ -1087,5 +1090,86 @@ impl ProcessMemory for WineProcess {
             ),
             None => format!("Wine process {comm} (Linux PID {})", self.pid),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    /// A process mapping a file whose name is not UTF-8 still has readable maps.
+    #[test]
+    fn non_utf8_mapping_names_do_not_hide_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"
+import mmap, os, sys
+d = sys.argv[1].encode()
+p = d + b"/\xff\xfe-not-utf8.bin"
+with open(p, "wb") as f:
+    f.write(b"\0" * 4096)
+f = open(p, "rb")
+m = mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ)
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("SKIPPED: python3 not available to map a non-UTF-8 file name");
+            return;
+        };
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        let entries = read_maps(child.id());
+        drop(child.stdin.take()); // lets the child exit
+        let _ = child.wait();
+        let entries = entries.unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.pathname.ends_with("\u{fffd}\u{fffd}-not-utf8.bin")),
+            "{entries:#?}"
+        );
+        assert!(!maps::looks_like_wine(&entries));
+    }
+
+    #[test]
+    fn teb_plausibility_and_consensus() {
+        let t = |pid, tid, peb| Teb {
+            address: 0x67fe_0000,
+            windows_pid: pid,
+            windows_tid: tid,
+            peb,
+            stack_base: 0x22_0000,
+            stack_limit: 0x2_2000,
+        };
+        assert!(plausible_teb(&t(0x20, 0x24, 0x67ff_0000)));
+        assert!(!plausible_teb(&t(
+            0x802_a120,
+            0x802_9fe0,
+            0x736e_6574_7465_6148
+        )));
+        assert!(!plausible_teb(&t(0x21, 0x24, 0x67ff_0000)));
+        assert!(!plausible_teb(&Teb {
+            stack_limit: 0,
+            ..t(0x20, 0x24, 0x67ff_0000)
+        }));
+        let (kept, dropped) = consensus(vec![
+            t(0x20, 0x24, 0x67ff_0000),
+            t(0x20, 0x28, 0x67ff_0000),
+            t(0x40, 0x44, 0x1000),
+        ]);
+        assert_eq!((kept.len(), dropped), (2, 1));
+        assert!(kept.iter().all(|k| k.windows_pid == 0x20));
     }
 }
