@@ -642,6 +642,7 @@ fn read_proc_mem(
     let mut valid = Vec::new();
     let mut cur = addr;
     let mut zero_reads = 0u32;
+    let mut interrupts = 0u32;
     // Bounded: each iteration advances `cur` by at least one byte, normally by a page or more.
     while cur < end {
         // Skip unmapped gaps using the snapshot.
@@ -671,7 +672,9 @@ fn read_proc_mem(
                 // EIO / EFAULT: this page is not readable; go on with the next one.
                 cur = next_page(cur);
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < 100 => {
+                interrupts += 1;
+            }
             Err(e) => {
                 check_alive(pid)?;
                 return Err(map_open_err(pid, &proc_path(pid, "mem"), e));
