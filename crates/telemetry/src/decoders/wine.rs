@@ -336,6 +336,16 @@ impl WineDecoder {
                     pid,
                 ));
             }
+            "get_startup_info" if ok => {
+                // A process learns its own image path here (the first process of a session,
+                // started from the Unix side, has no new_process request in the trace).
+                let info = arg(reply, "info").map(braces).unwrap_or("");
+                if let (Some(p), Some(img)) = (caller_pid, arg(info, "imagepath").and_then(wstr))
+                    && self.images.len() < MAX_TABLE
+                {
+                    self.images.entry(p).or_insert(img);
+                }
+            }
             "open_process" if ok => {
                 if let Some(p) = hex32_arg(args, "pid") {
                     self.remember(caller_pid, hex32_arg(reply, "handle"), Object::Process(p));

@@ -543,4 +543,25 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn security_4688_in_evtx_json_shape() {
+        // Field names of Security event 4688 ("A new process has been created"), as the evtx
+        // crate renders them; the ids are hex strings in this event.
+        let line = r##"{"Event":{"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Security-Auditing"}},"EventID":4688,"TimeCreated":{"#attributes":{"SystemTime":"2021-05-01T10:00:00.000000Z"}},"EventRecordID":99,"Channel":"Security","Computer":"dc1"},"EventData":{"SubjectUserName":"alice","NewProcessId":"0x1a2c","NewProcessName":"C:\\Windows\\System32\\svchost.exe","ProcessId":"0x0f3c","CommandLine":"svchost.exe -k x ","TargetUserName":"-","ParentProcessName":"C:\\Temp\\loader.exe"}}}"##;
+        let r = win_record(line).unwrap();
+        let mut out = Vec::new();
+        map_record(&r, &SourceRef::new(Format::Evtx), &mut out);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(e.actor.as_ref().unwrap().pid, Some(0x0f3c));
+        assert_eq!(e.target.as_ref().unwrap().pid, Some(0x1a2c));
+        assert_eq!(
+            e.target.as_ref().unwrap().command_line.as_deref(),
+            Some("svchost.exe -k x")
+        );
+        assert_eq!(e.target.as_ref().unwrap().user, None);
+        assert_eq!(e.source.record_id.as_deref(), Some("99"));
+        assert_eq!(e.source.event_id, Some(4688));
+    }
 }
