@@ -1044,7 +1044,11 @@ impl Engine {
                     thread_in_tls,
                 );
             }
-            EventKind::QueueApc { tid, routine, .. } => {
+            EventKind::QueueApc {
+                tid,
+                routine,
+                argument,
+            } => {
                 if !remote {
                     self.local(id);
                     return;
@@ -1060,6 +1064,17 @@ impl Engine {
                 let mut detail = routine
                     .map(|r| format!("routine {r:#x}"))
                     .unwrap_or_default();
+                for (what, v) in [("routine", routine), ("argument", argument)] {
+                    if let Some(v) = v
+                        && st
+                            .region_of(*v)
+                            .is_some_and(|r| r.executable || r.holds_image)
+                    {
+                        detail.push_str(&format!(
+                            "; {what} {v:#x} in remotely allocated executable memory"
+                        ));
+                    }
+                }
                 if !suspended {
                     detail.push_str("; suspension not shown by this telemetry");
                 }
@@ -1661,6 +1676,9 @@ impl Engine {
             let any_blind = missing.iter().any(|m| m.visibility == Visibility::Blind);
             match (matched.len(), any_blind) {
                 (2, true) => Severity::Medium,
+                // A pre-entry thread anomaly in a hollowing/write context is worth a look even
+                // without the third stage (e.g. an early-bird APC: no header/TLS write).
+                (2, false) if has(Stage::PreEntryThread) => Severity::Medium,
                 (2, false) => Severity::Low,
                 (_, true) => Severity::Low,
                 _ => Severity::Info,
