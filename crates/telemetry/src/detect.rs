@@ -32,7 +32,7 @@ pub(crate) fn json_layout(head: &[u8]) -> JsonLayout {
     let Some(i) = first_non_ws(b) else {
         return JsonLayout::Lines;
     };
-    if b[i] == b'[' {
+    if b[i] == b'[' || b[i..].starts_with(b"Record ") {
         return JsonLayout::Document;
     }
     let rest = &b[i..];
@@ -209,8 +209,17 @@ pub fn detect_format(path: Option<&Path>, head: &[u8]) -> Option<Format> {
         }
         return None;
     }
-    // Text: the wine trace.
+    // Text: evtx_dump's JSON output (`Record N` then a pretty object), or the Wine trace.
     let text = String::from_utf8_lossy(b);
+    if let Some(rest) = text.strip_prefix("Record ")
+        && let Some((num, after)) = rest.split_once('\n')
+        && num.trim().bytes().all(|c| c.is_ascii_digit())
+    {
+        let after = after.trim_start();
+        if after.starts_with('{') {
+            return detect_format(path, after.as_bytes());
+        }
+    }
     let mut lines = 0;
     let mut wine = 0;
     for line in text.lines().take(50) {
@@ -265,5 +274,6 @@ mod tests {
         assert_eq!(json_layout(b"{\"a\":1}\n{\"a\":2}\n"), JsonLayout::Lines);
         assert_eq!(json_layout(b"{\n  \"a\": 1\n}\n"), JsonLayout::Document);
         assert_eq!(json_layout(b"[{\"a\":1}]"), JsonLayout::Document);
+        assert_eq!(json_layout(b"Record 1\n{\n}"), JsonLayout::Document);
     }
 }

@@ -533,8 +533,9 @@ struct JsonSplitter {
     offset: u64,
     /// Nesting depth of top-level arrays we are inside (0 or 1 normally).
     array_depth: u32,
-    /// Inside a run of non-JSON bytes already reported.
-    in_junk: bool,
+    /// Text between records on the current line, and where it began.
+    junk: Vec<u8>,
+    junk_at: (u64, u64),
     eof: bool,
 }
 
@@ -546,7 +547,8 @@ impl JsonSplitter {
             line: 1,
             offset: 0,
             array_depth: 0,
-            in_junk: false,
+            junk: Vec::new(),
+            junk_at: (0, 0),
             eof: false,
         }
     }
@@ -574,6 +576,12 @@ impl JsonSplitter {
             };
             if chunk.is_empty() {
                 self.eof = true;
+                if !self.junk.is_empty() {
+                    let text = std::mem::take(&mut self.junk);
+                    if !is_record_header(&text) {
+                        return Some(Err(junk_error(path, self.junk_at.0, self.junk_at.1, &text)));
+                    }
+                }
                 if depth > 0 {
                     return Some(Err(DecodeError::Record {
                         path: path.to_string(),
@@ -587,7 +595,7 @@ impl JsonSplitter {
             }
             let mut used = 0usize;
             let mut finished = false;
-            let mut junk: Option<(u64, u64, u8)> = None;
+            let mut junk: Option<(u64, u64, Vec<u8>)> = None;
             for &b in chunk {
                 used += 1;
                 let here = (self.line, self.offset);
@@ -596,9 +604,31 @@ impl JsonSplitter {
                     self.line += 1;
                 }
                 if depth == 0 {
+                    // Text between records: `Record N` headers (evtx_dump's JSON output) are
+                    // skipped; anything else is reported once per line.
+                    if !self.junk.is_empty() && b != b'\n' && b != b'{' {
+                        if self.junk.len() < 80 {
+                            self.junk.push(b);
+                        }
+                        continue;
+                    }
+                    if !self.junk.is_empty() {
+                        let text = std::mem::take(&mut self.junk);
+                        if !is_record_header(&text) {
+                            if b == b'{' {
+                                // Leave the `{` for the next call.
+                                used -= 1;
+                                self.offset -= 1;
+                            }
+                            junk = Some((self.junk_at.0, self.junk_at.1, text));
+                            break;
+                        }
+                        if b == b'\n' {
+                            continue;
+                        }
+                    }
                     match b {
                         b'{' => {
-                            self.in_junk = false;
                             depth = 1;
                             start = here;
                             in_str = false;
@@ -610,11 +640,8 @@ impl JsonSplitter {
                         b',' | b' ' | b'\t' | b'\r' | b'\n' => {}
                         0xEF | 0xBB | 0xBF if here.1 < 3 => {} // UTF-8 BOM
                         other => {
-                            if !self.in_junk {
-                                self.in_junk = true;
-                                junk = Some((here.0, here.1, other));
-                                break;
-                            }
+                            self.junk_at = here;
+                            self.junk.push(other);
                         }
                     }
                     continue;
@@ -651,16 +678,8 @@ impl JsonSplitter {
                 }
             }
             self.reader.consume(used);
-            if let Some((line, offset, byte)) = junk {
-                return Some(Err(DecodeError::Record {
-                    path: path.to_string(),
-                    line: Some(line),
-                    offset: Some(offset),
-                    record: None,
-                    message: format!(
-                        "unexpected byte 0x{byte:02x} between JSON records (not a JSON document?)"
-                    ),
-                }));
+            if let Some((line, offset, text)) = junk {
+                return Some(Err(junk_error(path, line, offset, &text)));
             }
             if finished {
                 if oversize {
@@ -677,6 +696,27 @@ impl JsonSplitter {
                 return Some(Ok(start));
             }
         }
+    }
+}
+
+/// `Record 123` (the header `evtx_dump` writes before each JSON record).
+fn is_record_header(text: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(text);
+    let t = t.trim();
+    t.strip_prefix("Record ")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+}
+
+fn junk_error(path: &str, line: u64, offset: u64, text: &[u8]) -> DecodeError {
+    DecodeError::Record {
+        path: path.to_string(),
+        line: Some(line),
+        offset: Some(offset),
+        record: None,
+        message: format!(
+            "unexpected text between JSON records: `{}` (not a JSON document?)",
+            String::from_utf8_lossy(text).trim()
+        ),
     }
 }
 

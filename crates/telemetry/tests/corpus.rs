@@ -486,3 +486,36 @@ fn preentry_jsonl_round_trip_over_corpus() {
     assert_eq!(back, all);
     assert_eq!(s.stats().events as usize, all.len());
 }
+
+#[test]
+fn evtx_dump_json_output_with_record_headers() {
+    // `evtx_dump -o json` writes `Record N` before each pretty-printed record.
+    let mut twins = Vec::new();
+    files_with_ext(&corpus("evtx/sigma-regression"), "json", &mut twins);
+    twins.sort();
+    let mut body = Vec::new();
+    let mut expected = Vec::new();
+    for (i, j) in twins.iter().enumerate() {
+        body.extend_from_slice(format!("Record {}\n", i + 1).as_bytes());
+        body.extend_from_slice(&std::fs::read(j).unwrap());
+        body.push(b'\n');
+        expected.extend(decode_all(j, None).unwrap().0.iter().map(content));
+    }
+    body.extend_from_slice(b"not a header\n");
+    let mut s = decode_reader(std::io::Cursor::new(body), Some("dump.json"), None).unwrap();
+    assert_eq!(s.format(), Format::WinEventJson);
+    let items: Vec<_> = (&mut s).collect();
+    let got: Vec<Event> = items
+        .iter()
+        .filter_map(|i| i.as_ref().ok())
+        .map(content)
+        .collect();
+    let errs: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.as_ref().err())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("not a header"), "{errs:?}");
+}
