@@ -83,10 +83,8 @@ impl Coverage {
             EventKind::ProcessCreate {
                 created_suspended,
                 creation_flags,
-            } => {
-                if created_suspended.is_some() || creation_flags.is_some() {
-                    self.created_suspended_known += 1;
-                }
+            } if created_suspended.is_some() || creation_flags.is_some() => {
+                self.created_suspended_known += 1;
             }
             EventKind::RemoteWrite { address, bytes, .. } => {
                 if bytes.as_deref().is_some_and(|b| !b.is_empty()) {
@@ -96,18 +94,16 @@ impl Coverage {
                     self.writes_with_address += 1;
                 }
             }
-            EventKind::ThreadCreate { start_module, .. } => {
-                if start_module.is_some() {
-                    self.threads_with_module += 1;
-                }
+            EventKind::ThreadCreate {
+                start_module: Some(_),
+                ..
+            } => {
+                self.threads_with_module += 1;
             }
-            EventKind::ProcessTampering { tamper_type } => {
-                if tamper_type
-                    .as_deref()
-                    .is_some_and(|t| t.to_ascii_lowercase().contains("replaced"))
-                {
-                    self.tampering_replaced += 1;
-                }
+            EventKind::ProcessTampering {
+                tamper_type: Some(t),
+            } if t.to_ascii_lowercase().contains("replaced") => {
+                self.tampering_replaced += 1;
             }
             _ => {}
         }

@@ -19,10 +19,9 @@ fn hunt(files: &[&str]) -> Vec<Alert> {
     for f in files {
         let path = corpus(f);
         assert!(path.is_file(), "corpus file missing: {}", path.display());
-        for item in decode_file(&path, None).expect("open") {
-            if let Ok(e) = item {
-                alerts.extend(engine.push(e));
-            }
+        // Undecodable records are the telemetry tests' business; the good ones are hunted.
+        for e in decode_file(&path, None).expect("open").flatten() {
+            alerts.extend(engine.push(e));
         }
     }
     alerts.extend(engine.finish());

@@ -23,16 +23,14 @@ fn hunt_trace(text: String, name: &str, lab: &Lab) -> Vec<Alert> {
     config.approximation.image_dirs = vec![lab.bin_dir().to_path_buf()];
     let mut engine = Engine::new(config);
     let mut alerts = Vec::new();
-    for item in decode_reader(
+    let stream = decode_reader(
         Cursor::new(text.into_bytes()),
         Some(name),
         Some(Format::WineTrace),
     )
-    .expect("decode trace")
-    {
-        if let Ok(e) = item {
-            alerts.extend(engine.push(e));
-        }
+    .expect("decode trace");
+    for e in stream.flatten() {
+        alerts.extend(engine.push(e));
     }
     alerts.extend(engine.finish());
     alerts
