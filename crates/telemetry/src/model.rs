@@ -246,6 +246,11 @@ pub enum EventKind {
         start_function: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         suspended: Option<bool>,
+        /// The first thread of a newly created process, created by the creator as part of
+        /// process creation (kernel callbacks and the Wine trace report it; Sysmon 8 does not).
+        /// `null` when the source's view does not include the process creation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        initial: Option<bool>,
     },
     /// A thread of the target was suspended.
     ThreadSuspend {

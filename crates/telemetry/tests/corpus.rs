@@ -425,6 +425,30 @@ fn rededr_threat_intelligence_recording() {
         .unwrap();
     assert_eq!(pc.target.as_ref().unwrap().pid, Some(9228));
     assert_eq!(pc.actor.as_ref().unwrap().pid, Some(4732));
+    // redtest's threads: the first is its initial thread (created by cmd.exe), the rest its own.
+    let threads: Vec<&Event> = ev
+        .iter()
+        .filter(|e| {
+            matches!(e.kind, EventKind::ThreadCreate { .. })
+                && e.target.as_ref().unwrap().pid == Some(9228)
+        })
+        .collect();
+    assert!(threads.len() > 1);
+    assert!(matches!(
+        threads[0].kind,
+        EventKind::ThreadCreate {
+            initial: Some(true),
+            remote: Some(true),
+            ..
+        }
+    ));
+    assert!(threads[1..].iter().all(|e| matches!(
+        e.kind,
+        EventKind::ThreadCreate {
+            initial: Some(false),
+            ..
+        }
+    )));
     // process_query loaded_dll: image loads with base and size.
     assert!(ev.iter().any(|e| matches!(
         &e.kind,
@@ -454,6 +478,7 @@ fn rededr_kernel_process_unit_test_recording() {
             start_module: None,
             start_function: None,
             suspended: None,
+            initial: Some(false),
         }
     );
     assert_eq!(st.target.as_ref().unwrap().pid, Some(1704));

@@ -95,6 +95,7 @@ fn all_kinds() -> Vec<EventKind> {
             start_module: Some("m.dll".into()),
             start_function: Some("f".into()),
             suspended: Some(false),
+            initial: Some(false),
         },
         EventKind::ThreadSuspend { tid: Some(3) },
         EventKind::ThreadResume { tid: Some(3) },

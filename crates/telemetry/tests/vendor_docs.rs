@@ -222,6 +222,7 @@ fn silketw_kernel_process_and_threat_intelligence() {
             start_module: None,
             start_function: None,
             suspended: None,
+            initial: None,
         }
     );
     assert_eq!(ts.actor.as_ref().unwrap().pid, Some(7080));

@@ -61,6 +61,23 @@ fn injection_sequence_from_real_trace() {
             creation_flags: Some(0x200)
         }
     );
+    // The child's first thread, made by the creator as part of process creation.
+    assert!(matches!(
+        cross[1].kind,
+        EventKind::ThreadCreate {
+            initial: Some(true),
+            remote: Some(true),
+            suspended: Some(true),
+            ..
+        }
+    ));
+    assert!(matches!(
+        cross[8].kind,
+        EventKind::ThreadCreate {
+            initial: Some(false),
+            ..
+        }
+    ));
     let t = cross[0].target.as_ref().unwrap();
     assert!(t.image.as_deref().unwrap().ends_with("inj.exe"));
     assert!(t.command_line.as_deref().unwrap().ends_with(" child"));

@@ -154,6 +154,7 @@ fn decode_row(
             start_module: None,
             start_function: None,
             suspended: None,
+            initial: Some(false),
         },
         _ => return Ok(()),
     };

@@ -205,6 +205,7 @@ impl RecordDecoder for ElasticDecoder {
                     start_module: None,
                     start_function: None,
                     suspended: None,
+                    initial: Some(false),
                 }
             } else {
                 return Ok(());

@@ -22,7 +22,12 @@ pub(crate) struct EtwDecoder {
     /// The process RedEdr's DLL hooks run in (from `hooking_start`), for `dll` records whose
     /// `pid` is the current-process pseudo handle.
     hooked_pid: Option<u32>,
+    /// Processes whose creation was seen -> their first thread, once seen.
+    first_thread: HashMap<u32, Option<u32>>,
 }
+
+/// Bound on the first-thread table.
+const MAX_TRACKED: usize = 1 << 20;
 
 /// One record's fields, keys lower-cased, `XmlEventData` merged in.
 struct Fields(HashMap<String, Value>);
@@ -133,6 +138,26 @@ fn process(pid: Option<u32>, start_ft: Option<u64>) -> Option<ProcessRef> {
 }
 
 impl EtwDecoder {
+    fn created(&mut self, pid: Option<u32>) {
+        if let Some(p) = pid
+            && self.first_thread.len() < MAX_TRACKED
+        {
+            self.first_thread.insert(p, None);
+        }
+    }
+
+    /// Whether `tid` is the first thread of a process whose creation was seen.
+    fn initial(&mut self, pid: Option<u32>, tid: Option<u32>) -> Option<bool> {
+        let (p, t) = (pid?, tid?);
+        match self.first_thread.get_mut(&p)? {
+            slot @ None => {
+                *slot = Some(t);
+                Some(true)
+            }
+            Some(first) => Some(*first == t),
+        }
+    }
+
     fn ti(&self, f: &Fields, task: &str, id: Option<u32>) -> Option<(EventKind, bool)> {
         let upper = task.to_ascii_uppercase();
         let addr = f.first_u64(&["baseaddress", "address"]);
@@ -216,7 +241,7 @@ impl EtwDecoder {
     }
 
     fn kernel_process(
-        &self,
+        &mut self,
         f: &Fields,
         name: &str,
         id: Option<u32>,
@@ -238,14 +263,16 @@ impl EtwDecoder {
                 (Some(a), Some(b)) => Some(a != b),
                 _ => None,
             };
+            let tid = f.u32("threadid");
             let kind = EventKind::ThreadCreate {
                 remote,
-                tid: f.u32("threadid"),
+                tid,
                 start_address: f.u64("startaddr"),
                 win32_start_address: f.u64("win32startaddr"),
                 start_module: None,
                 start_function: None,
                 suspended: None,
+                initial: self.initial(pid, tid),
             };
             return Some((kind, actor, process(pid, None)));
         }
@@ -265,6 +292,7 @@ impl EtwDecoder {
             || n.contains("startprocess")
             || id == Some(1) && !n.contains("stop")
         {
+            self.created(pid);
             let actor = process(f.u32("parentprocessid"), None);
             let mut target = process(pid, f.u64("createtime"));
             if let Some(t) = &mut target {
@@ -363,6 +391,7 @@ impl RecordDecoder for EtwDecoder {
                 let pid = f.u32("pid");
                 match name.as_str() {
                     "process_create" | "create_process" => {
+                        self.created(pid);
                         let actor = process(f.u32("ppid").or(krn), None).map(|mut p| {
                             p.image = f.str("parent_name");
                             p
@@ -388,15 +417,18 @@ impl RecordDecoder for EtwDecoder {
                             (Some(a), Some(b)) => Some(a != b),
                             _ => None,
                         };
+                        let tid = f.u32("threadid");
+                        let initial = self.initial(pid, tid);
                         push(
                             EventKind::ThreadCreate {
                                 remote,
-                                tid: f.u32("threadid"),
+                                tid,
                                 start_address: None,
                                 win32_start_address: None,
                                 start_module: None,
                                 start_function: None,
                                 suspended: None,
+                                initial,
                             },
                             process(krn, None),
                             process(pid, None),

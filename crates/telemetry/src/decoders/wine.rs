@@ -61,6 +61,8 @@ pub(crate) struct WineDecoder {
     /// (caller PID, APC handle) -> queued APC.
     apcs: HashMap<(u32, u32), PendingApc>,
     exited: HashMap<u32, ()>,
+    /// Processes created in the trace -> their first thread, once seen.
+    first_thread: HashMap<u32, Option<u32>>,
     trace_lines: u64,
     lines: u64,
     complained: bool,
@@ -280,6 +282,9 @@ impl WineDecoder {
                 if let Some(p) = pid {
                     self.remember(caller_pid, handle, Object::Process(p));
                     self.exited.remove(&p);
+                    if self.first_thread.len() < MAX_TABLE {
+                        self.first_thread.insert(p, None);
+                    }
                 }
                 let info = arg(args, "info").map(braces).unwrap_or("");
                 let image = arg(info, "imagepath").and_then(wstr);
@@ -320,6 +325,14 @@ impl WineDecoder {
                 };
                 // The initial thread of a new process is created by its creator: not an
                 // injection, but still the creation of a thread in another process.
+                let initial = pid.and_then(|p| match self.first_thread.get_mut(&p) {
+                    Some(slot @ None) => {
+                        *slot = Some(new_tid);
+                        Some(true)
+                    }
+                    Some(Some(t)) => Some(*t == new_tid),
+                    None => None,
+                });
                 out.push(self.event(
                     base,
                     &req,
@@ -332,6 +345,7 @@ impl WineDecoder {
                         start_module: None,
                         start_function: None,
                         suspended: Some(flags & 1 != 0),
+                        initial,
                     },
                     pid,
                 ));
@@ -625,6 +639,7 @@ impl WineDecoder {
                 start_module: None,
                 start_function: None,
                 suspended: hex32_arg(call, "flags").map(|f| f & 1 != 0),
+                initial: Some(false),
             },
             _ => return,
         };

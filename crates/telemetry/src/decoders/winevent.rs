@@ -387,6 +387,7 @@ pub(crate) fn map_record(r: &WinRecord, base: &SourceRef, out: &mut Vec<Event>) 
                     start_module: dash_empty(r.get("StartModule").map(Cow::into_owned)),
                     start_function: dash_empty(r.get("StartFunction").map(Cow::into_owned)),
                     suspended: None,
+                    initial: Some(false),
                 },
                 proc_ref(
                     r,
@@ -540,6 +541,7 @@ mod tests {
                 start_module: Some(String::new()),
                 start_function: Some(String::new()),
                 suspended: None,
+                initial: Some(false),
             }
         );
     }
