@@ -41,7 +41,7 @@ impl DiskResolver {
     pub fn resolve(&self, process_path: &str, mapped: Option<&Path>) -> Result<PathBuf, String> {
         let (drive, rest) = split_windows_path(process_path);
         if let Some(root) = &self.disk_root {
-            let rel: Vec<&str> = rest.iter().copied().collect();
+            let rel: Vec<&str> = rest.to_vec();
             if !rel.is_empty()
                 && let Some(p) = find_ci(root, &rel)
             {
@@ -124,7 +124,7 @@ fn find_by_name(root: &Path, name: &str) -> Option<PathBuf> {
 
 /// Walks `comps` under `base`, matching each component exactly first, then case-insensitively.
 fn find_ci(base: &Path, comps: &[&str]) -> Option<PathBuf> {
-    if comps.iter().any(|c| *c == "..") {
+    if comps.contains(&"..") {
         return None;
     }
     let mut cur = base.to_path_buf();

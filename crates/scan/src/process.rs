@@ -438,7 +438,7 @@ impl Scanner<'_> {
 
         let backed_by_exe = match &region {
             Some(r) if matches!(r.kind, RegionKind::Image | RegionKind::Mapped) => {
-                exe_mapped_at.iter().any(|b| *b == r.base) || !have_paths
+                exe_mapped_at.contains(&r.base) || !have_paths
             }
             Some(_) => false,
             None => true, // unknown: decided by content below
@@ -1115,7 +1115,7 @@ mod tests {
     const NO_TLS: &str = "pe/goblin/tests/bins/pe/lld_no_tls_64.exe.bin";
     const PAYLOAD: &str = "pe/corkami-pocs/PE/bin/tls64.exe";
     const BASE: u64 = 0x1_4000_0000;
-    const PEB: u64 = 0x7_fff_0000;
+    const PEB: u64 = 0x7fff_0000;
     const PRIVATE: u64 = 0x20_0000;
 
     fn file(rel: &str) -> Vec<u8> {
