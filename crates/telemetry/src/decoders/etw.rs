@@ -159,7 +159,13 @@ impl EtwDecoder {
     }
 
     fn ti(&self, f: &Fields, task: &str, id: Option<u32>) -> Option<(EventKind, bool)> {
-        let upper = task.to_ascii_uppercase();
+        let mut upper = task.to_ascii_uppercase();
+        if !upper.contains("THREATINT")
+            && let Some(t) = id.and_then(ti_task_for_id)
+        {
+            // Only the event id (EVTX / Winlogbeat renderings): the manifest's task names.
+            upper = t.to_string();
+        }
         let addr = f.first_u64(&["baseaddress", "address"]);
         let size = f.first_u64(&["regionsize", "viewsize", "size"]);
         let thread = f.first_u32(&["targetthreadid", "threadid"]);
@@ -318,6 +324,27 @@ impl EtwDecoder {
     }
 }
 
+/// Microsoft-Windows-Threat-Intelligence event ids -> task names (manifest).
+fn ti_task_for_id(id: u32) -> Option<&'static str> {
+    Some(match id {
+        1 | 6 | 21 | 26 => "KERNEL_THREATINT_TASK_ALLOCVM",
+        2 | 7 | 22 | 27 => "KERNEL_THREATINT_TASK_PROTECTVM",
+        3 | 8 | 23 | 28 => "KERNEL_THREATINT_TASK_MAPVIEW",
+        4 | 24 => "KERNEL_THREATINT_TASK_QUEUEUSERAPC",
+        5 | 25 => "KERNEL_THREATINT_TASK_SETTHREADCONTEXT",
+        11 | 13 => "KERNEL_THREATINT_TASK_READVM",
+        12 | 14 => "KERNEL_THREATINT_TASK_WRITEVM",
+        15 | 16 => "KERNEL_THREATINT_TASK_SUSPENDRESUME_THREAD",
+        17..=20 => "KERNEL_THREATINT_TASK_SUSPENDRESUME_PROCESS",
+        _ => return None,
+    })
+}
+
+/// Providers whose events the ETW mapping handles, wherever they come from.
+pub(crate) fn is_etw_provider(provider: &str) -> bool {
+    provider.eq_ignore_ascii_case(TI_PROVIDER) || provider.eq_ignore_ascii_case(KP_PROVIDER)
+}
+
 impl RecordDecoder for EtwDecoder {
     fn decode(
         &mut self,
@@ -326,6 +353,19 @@ impl RecordDecoder for EtwDecoder {
         out: &mut Vec<Event>,
     ) -> Result<(), String> {
         let map: Map<String, Value> = super::parse_json(rec.text)?;
+        self.decode_map(map, base, out)
+    }
+}
+
+impl EtwDecoder {
+    /// Decode one ETW record given as a JSON object (also used for Threat-Intelligence and
+    /// Kernel-Process events found in EVTX / Windows-event JSON).
+    pub(crate) fn decode_map(
+        &mut self,
+        map: Map<String, Value>,
+        base: &SourceRef,
+        out: &mut Vec<Event>,
+    ) -> Result<(), String> {
         let f = Fields::new(map);
         let provider = f.first_str(&["etw_provider_name", "provider_name", "providername"]);
         let rtype = f.str("type");

@@ -34,7 +34,7 @@ pub(crate) trait RecordDecoder: Send {
 
 pub(crate) fn for_format(format: Format) -> Box<dyn RecordDecoder> {
     match format {
-        Format::Evtx | Format::WinEventJson => Box::new(winevent::WinEventDecoder),
+        Format::Evtx | Format::WinEventJson => Box::new(winevent::WinEventDecoder::default()),
         Format::EtwJson => Box::new(etw::EtwDecoder::default()),
         Format::Defender => Box::new(defender::DefenderDecoder),
         Format::ElasticEndpoint => Box::new(elastic::ElasticDecoder),

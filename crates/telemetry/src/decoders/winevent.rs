@@ -14,7 +14,11 @@ use super::{RecordDecoder, norm_guid, parse_time, parse_u32, parse_u64_strict, v
 use crate::stream::RawRecord;
 use crate::{Event, EventKind, ProcessRef, SourceRef};
 
-pub(crate) struct WinEventDecoder;
+/// Windows events; Threat-Intelligence / Kernel-Process events found here go to the ETW mapping.
+#[derive(Default)]
+pub(crate) struct WinEventDecoder {
+    etw: super::etw::EtwDecoder,
+}
 
 /// A Windows event reduced to what the mapper needs.
 #[derive(Debug, Default)]
@@ -498,6 +502,31 @@ impl RecordDecoder for WinEventDecoder {
         out: &mut Vec<Event>,
     ) -> Result<(), String> {
         let r = win_record(rec.text)?;
+        if let Some(p) = r.provider.as_deref()
+            && super::etw::is_etw_provider(p)
+        {
+            // ETW-TI / Kernel-Process saved as EVTX or shipped by Winlogbeat: same fields as the
+            // ETW JSON, with the envelope's provider, id, time and host.
+            let mut map = Map::new();
+            for (k, v) in &r.data {
+                map.insert(k.clone(), Value::String(v.clone()));
+            }
+            map.insert("ProviderName".into(), Value::String(p.to_string()));
+            if let Some(id) = r.event_id {
+                map.insert("EventID".into(), Value::from(id));
+            }
+            if let Some(t) = r.time_created {
+                map.insert("TimeStamp".into(), Value::String(t.to_string()));
+            }
+            if let Some(c) = &r.computer {
+                map.insert("Computer".into(), Value::String(c.clone()));
+            }
+            let mut b = base.clone();
+            if r.record_id.is_some() {
+                b.record_id = r.record_id.clone();
+            }
+            return self.etw.decode_map(map, &b, out);
+        }
         map_record(&r, base, out);
         Ok(())
     }
@@ -565,5 +594,48 @@ mod tests {
         assert_eq!(e.target.as_ref().unwrap().user, None);
         assert_eq!(e.source.record_id.as_deref(), Some("99"));
         assert_eq!(e.source.event_id, Some(4688));
+    }
+
+    #[test]
+    fn etw_providers_in_windows_event_shapes_use_the_etw_mapping() {
+        // Kernel-Process ThreadStart (event 3) and Threat-Intelligence ALLOCVM_REMOTE (event 1)
+        // as the evtx crate renders them: only the event id names the task.
+        let kp = r##"{"Event":{"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Kernel-Process"}},"EventID":3,"TimeCreated":{"#attributes":{"SystemTime":"2024-01-01T00:00:00Z"}},"EventRecordID":7,"Computer":"h"},"EventData":{"ProcessID":1704,"ThreadID":2524,"StartAddr":"0x7ff6aa001000","Win32StartAddr":"0x7ff6aa002000"}}}"##;
+        let ti = r##"{"Event":{"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Threat-Intelligence"}},"EventID":1,"EventRecordID":8,"Computer":"h"},"EventData":{"CallingProcessId":9228,"TargetProcessId":7292,"BaseAddress":"0x2b1c0000","RegionSize":"0x1000","ProtectionMask":64,"AllocationType":12288}}}"##;
+        let mut d = WinEventDecoder::default();
+        let mut out = Vec::new();
+        let base = SourceRef::new(Format::Evtx);
+        for text in [kp, ti] {
+            let rec = RawRecord {
+                text,
+                line: None,
+                offset: None,
+                record_id: None,
+            };
+            d.decode(&rec, &base, &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 2);
+        assert!(matches!(
+            out[0].kind,
+            EventKind::ThreadCreate {
+                tid: Some(2524),
+                start_address: Some(0x7ff6aa001000),
+                ..
+            }
+        ));
+        assert_eq!(out[0].source.record_id.as_deref(), Some("7"));
+        assert_eq!(out[0].source.format, Format::Evtx);
+        assert_eq!(
+            out[1].kind,
+            EventKind::RemoteAlloc {
+                address: Some(0x2b1c0000),
+                size: Some(0x1000),
+                protection: Some(0x40),
+                alloc_type: Some(0x3000)
+            }
+        );
+        assert_eq!(out[1].actor.as_ref().unwrap().pid, Some(9228));
+        assert_eq!(out[1].target.as_ref().unwrap().pid, Some(7292));
+        assert_eq!(out[1].host.as_deref(), Some("h"));
     }
 }
