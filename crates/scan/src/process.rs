@@ -1453,4 +1453,65 @@ mod tests {
         assert_eq!(d[0].field, "tls.address_of_callbacks");
         assert_eq!(d[0].disk, "0x7ff600002010");
     }
+
+    #[test]
+    fn thread_start_in_private_memory_is_reported() {
+        let img = victim();
+        let mut p = process_with(VICTIM, &img, false);
+        add_private_rwx(&mut p);
+        p.thread(1, BASE + 0x1010, 0, 0);
+        p.threads[0].start_address = Availability::Available(PRIVATE + 0x10);
+        let r = scan_process(&p, &opts());
+        assert_eq!(
+            kinds(&r),
+            vec![(FindingKind::ThreadStartInPrivateMemory, Severity::High)]
+        );
+        // A start inside the image is normal.
+        p.threads[0].start_address = Availability::Available(BASE + 0x1010);
+        assert!(scan_process(&p, &opts()).findings.is_empty());
+    }
+
+    #[test]
+    fn pe_in_private_memory_is_reported() {
+        let img = victim();
+        let mut p = process_with(VICTIM, &img, false);
+        let payload = LoadedImage::map(&file(PAYLOAD), 0x40_0000).unwrap_or_else(|e| panic!("{e}"));
+        p.map(
+            0x40_0000,
+            payload.bytes.clone(),
+            RegionKind::Private,
+            Protection::EXECUTE_READWRITE,
+            None,
+        );
+        let r = scan_process(&p, &opts());
+        let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        assert!(k.contains(&FindingKind::PeInPrivateMemory), "{k:?}");
+        assert!(!k.contains(&FindingKind::HollowedImage), "{k:?}");
+        // The same bytes as a file-backed image are no finding.
+        let mut q = process_with(VICTIM, &img, false);
+        q.map(
+            0x40_0000,
+            payload.bytes.clone(),
+            RegionKind::Image,
+            Protection::EXECUTE_READ,
+            Some(corpus(PAYLOAD)),
+        );
+        assert!(scan_process(&q, &opts()).findings.is_empty());
+    }
+
+    #[test]
+    fn callback_into_non_executable_section_is_reported() {
+        let mut img = victim();
+        // Point slot 0 at the headers page of the image (inside the module, not code).
+        img.set_callback(0, BASE + 0x100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = process_with(VICTIM, &img, false);
+        for r in p.regions.iter_mut().filter(|r| r.base == BASE) {
+            r.protection = Protection(Protection::READONLY);
+        }
+        let r = scan_process(&p, &opts());
+        let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        assert!(k.contains(&FindingKind::TlsCallbackNotExecutable), "{k:?}");
+        assert!(k.contains(&FindingKind::TlsCallbackArrayModified), "{k:?}");
+    }
 }
