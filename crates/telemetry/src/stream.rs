@@ -736,3 +736,25 @@ pub fn decode_all(
     }
     Ok((events, errors, stream.stats()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn stream_is_send() {
+        // The CLI may decode inputs on worker threads.
+        assert_send::<EventStream>();
+        assert_send::<DecodeError>();
+    }
+
+    #[test]
+    fn record_headers() {
+        assert!(is_record_header(b"Record 12"));
+        assert!(is_record_header(b"Record 1 \r"));
+        assert!(!is_record_header(b"Record x"));
+        assert!(!is_record_header(b"Recording 1"));
+    }
+}
