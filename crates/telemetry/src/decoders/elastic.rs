@@ -218,10 +218,7 @@ impl RecordDecoder for ElasticDecoder {
             if !(is_process && is_start) {
                 return Ok(());
             }
-            let mut parent = process(&doc, "process.parent");
-            if parent.is_none() {
-                parent = n(&doc, "process.parent.pid").map(|x| ProcessRef::pid(x as u32));
-            }
+            let parent = process(&doc, "process.parent");
             out.push(Event {
                 host: s(&doc, "host.name").or_else(|| s(&doc, "host.hostname")),
                 timestamp: s(&doc, "@timestamp").and_then(|t| parse_time(&t)),
