@@ -177,6 +177,27 @@ fn injection_sequence_from_real_trace() {
         }
         && e.target.as_ref().unwrap().pid == Some(child)));
     assert!(kinds_in_order(&ev).len() >= cross.len());
+    // The child's loader maps its own image views: the exe at its preferred base, then ntdll.
+    let loads: Vec<&Event> = ev
+        .iter()
+        .filter(|e| {
+            matches!(e.kind, EventKind::ImageLoad { .. })
+                && e.target.as_ref().unwrap().pid == Some(child)
+        })
+        .collect();
+    assert!(
+        matches!(&loads[0].kind, EventKind::ImageLoad { image: Some(i), base: Some(0x140000000), size: Some(0x3f000), .. }
+        if i.ends_with("inj.exe")),
+        "{:?}",
+        loads[0].kind
+    );
+    assert!(loads.iter().any(|e| matches!(&e.kind, EventKind::ImageLoad { image: Some(i), .. } if i.ends_with("ntdll.dll"))));
+    // The child running the parent's unmap APC is not reported as unmapping by itself.
+    assert!(!ev.iter().any(|e| e.kind
+        == EventKind::RemoteUnmap {
+            address: Some(0x660000)
+        }
+        && e.actor.as_ref().unwrap().pid == Some(child)));
 }
 
 #[test]
@@ -295,6 +316,17 @@ fn lab_tls_array_swap_trace() {
     assert!(ev.iter().any(|e| matches!(&e.kind,
         EventKind::RemoteWrite { address: Some(a), bytes: Some(b), .. }
             if *a == new_array && b.starts_with(&hex::encode(injected.to_le_bytes())))));
+    // The victim's own image view at its base (meta.json `image_base`).
+    let image_base = u64::from_str_radix(
+        m["image_base"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let victim = m["windows_pid"].as_u64().unwrap() as u32;
+    let mut s = decode_file(&sample("tls-array-swap").join("wineserver.trace.gz"), None).unwrap();
+    assert!((&mut s).filter_map(Result::ok).any(|e| matches!(&e.kind,
+        EventKind::ImageLoad { image: Some(i), base: Some(b), .. } if *b == image_base && i.ends_with("victim-tls.exe"))
+        && e.target.as_ref().unwrap().pid == Some(victim)));
     // Then the suspended thread is resumed, after all of that.
     let last = ev.last().unwrap();
     assert_eq!(last.kind, EventKind::ThreadResume { tid: Some(tid) });

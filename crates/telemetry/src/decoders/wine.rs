@@ -17,6 +17,8 @@ use crate::detect::is_wine_trace_line;
 use crate::stream::RawRecord;
 use crate::{Event, EventKind, ProcessRef, SourceRef};
 
+/// `SEC_IMAGE` in `create_mapping( flags=… )`.
+const SEC_IMAGE: u32 = 0x0100_0000;
 /// `PROCESS_CREATE_FLAGS_SUSPENDED` in `new_process( flags=… )`.
 const PROCESS_CREATE_FLAGS_SUSPENDED: u32 = 0x200;
 /// Lines without a single trace line before we say the input is not a Wine trace.
@@ -63,6 +65,13 @@ pub(crate) struct WineDecoder {
     exited: HashMap<u32, ()>,
     /// Processes created in the trace -> their first thread, once seen.
     first_thread: HashMap<u32, Option<u32>>,
+    /// Threads currently running a kernel APC queued by another process (their own
+    /// `unmap_view` is then the execution of that process's request, already reported).
+    in_kernel_apc: HashMap<u32, ()>,
+    /// (owning PID, file handle) -> NT path of the opened file.
+    files: HashMap<(u32, u32), String>,
+    /// (owning PID, mapping handle) -> (file path, SEC_IMAGE).
+    mappings: HashMap<(u32, u32), (Option<String>, bool)>,
     trace_lines: u64,
     lines: u64,
     complained: bool,
@@ -393,7 +402,75 @@ impl WineDecoder {
             "close_handle" => {
                 if let (Some(p), Some(h)) = (caller_pid, hex32_arg(args, "handle")) {
                     self.handles.remove(&(p, h));
+                    self.files.remove(&(p, h));
+                    self.mappings.remove(&(p, h));
                 }
+            }
+            "create_file" | "open_file_object" if ok => {
+                let name = arg(args, "objattr")
+                    .map(braces)
+                    .and_then(|o| arg(o, "name"))
+                    .or_else(|| arg(args, "filename"))
+                    .and_then(wstr)
+                    .map(|n| n.strip_prefix("\\??\\").map(str::to_string).unwrap_or(n));
+                if let (Some(p), Some(h), Some(n)) = (caller_pid, hex32_arg(reply, "handle"), name)
+                    && self.files.len() < MAX_TABLE
+                {
+                    self.files.insert((p, h), n);
+                }
+            }
+            "create_mapping" if ok => {
+                let (Some(p), Some(h)) = (caller_pid, hex32_arg(reply, "handle")) else {
+                    return;
+                };
+                let file =
+                    hex32_arg(args, "file_handle").and_then(|f| self.files.get(&(p, f)).cloned());
+                let image = hex32_arg(args, "flags").is_some_and(|f| f & SEC_IMAGE != 0);
+                if self.mappings.len() < MAX_TABLE {
+                    self.mappings.insert((p, h), (file, image));
+                }
+            }
+            "map_view" if ok => {
+                // The loader of a process maps its own image views through the server.
+                let Some(p) = caller_pid else { return };
+                let Some((file, true)) =
+                    hex32_arg(args, "mapping").and_then(|m| self.mappings.get(&(p, m)).cloned())
+                else {
+                    return;
+                };
+                out.push(self.event(
+                    base,
+                    &req,
+                    tid,
+                    EventKind::ImageLoad {
+                        image: file,
+                        base: hex_arg(args, "base"),
+                        size: hex_arg(args, "size"),
+                        signed: None,
+                    },
+                    Some(p),
+                ));
+            }
+            "select" if status == "KERNEL_APC" => {
+                if self.in_kernel_apc.len() < MAX_TABLE {
+                    self.in_kernel_apc.insert(tid, ());
+                }
+            }
+            "unmap_view" if ok => {
+                // A process unmapping one of its own views (NtUnmapViewOfSection on itself).
+                if self.in_kernel_apc.contains_key(&tid) {
+                    return;
+                }
+                let Some(p) = caller_pid else { return };
+                out.push(self.event(
+                    base,
+                    &req,
+                    tid,
+                    EventKind::RemoteUnmap {
+                        address: hex_arg(args, "base"),
+                    },
+                    Some(p),
+                ));
             }
             "write_process_memory" if ok => {
                 let target = hex32_arg(args, "handle").and_then(|h| self.resolve(tid, h));
@@ -709,6 +786,10 @@ impl RecordDecoder for WineDecoder {
             return Ok(());
         }
         // Request: `name( args )`.
+        if name == "select" {
+            // The thread is done with any kernel APC it was running.
+            self.in_kernel_apc.remove(&tid);
+        }
         let args = after.trim_end();
         let args = args.strip_suffix(')').unwrap_or(args).trim();
         if self.pending.len() < MAX_TABLE || self.pending.contains_key(&tid) {
@@ -747,6 +828,11 @@ impl RecordDecoder for WineDecoder {
 
 /// Requests whose arguments the decoder reads (others are only paired with their reply).
 const INTERESTING: &[&str] = &[
+    "create_file",
+    "open_file_object",
+    "create_mapping",
+    "map_view",
+    "unmap_view",
     "new_process",
     "new_thread",
     "open_process",
