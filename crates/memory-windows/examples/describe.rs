@@ -48,12 +48,19 @@ fn main() {
                 count(RegionKind::Private),
                 p.memory_ranges().len()
             );
-            for r in rs.iter().filter(|r| r.kind == RegionKind::Image).take(3) {
+            let all = args.iter().any(|a| a == "--regions");
+            for r in rs
+                .iter()
+                .filter(|r| all || r.kind == RegionKind::Image)
+                .take(if all { usize::MAX } else { 3 })
+            {
                 println!(
-                    "   image region {:#x}+{:#x} {} alloc {:?} {:?}",
+                    "   region {:#x}+{:#x} {} {:?} {:?} alloc {:?} {:?}",
                     r.base,
                     r.size,
                     r.protection,
+                    r.kind,
+                    r.state,
                     r.allocation_base.map(|a| format!("{a:#x}")),
                     r.path
                 );
