@@ -451,10 +451,8 @@ impl WineDecoder {
                     Some(p),
                 ));
             }
-            "select" if status == "KERNEL_APC" => {
-                if self.in_kernel_apc.len() < MAX_TABLE {
-                    self.in_kernel_apc.insert(tid, ());
-                }
+            "select" if status == "KERNEL_APC" && self.in_kernel_apc.len() < MAX_TABLE => {
+                self.in_kernel_apc.insert(tid, ());
             }
             "unmap_view" if ok => {
                 // A process unmapping one of its own views (NtUnmapViewOfSection on itself).
