@@ -28,6 +28,8 @@ pub(crate) struct EvtxSource {
     chunks: Chunks,
     settings: Arc<ParserSettings>,
     pending: VecDeque<Result<EvtxItem, EvtxFailure>>,
+    /// The chunk count the file header declares (dirty files hold more).
+    declared_chunks: u64,
     /// Chunks handed out so far (bounds the walk even on a corrupt header).
     seen_chunks: u64,
     /// A partial chunk at the end of the input (truncated file): (chunk number, its offset,
@@ -80,7 +82,8 @@ impl EvtxSource {
         let parser = EvtxParser::from_read_seek(BufReader::new(file))
             .map_err(|e| format!("not a readable EVTX file: {}", error_chain(&e)))?
             .with_configuration(settings());
-        Ok(Self::new(Chunks::File(parser.into_chunks()), len))
+        let declared = u64::from(parser.header().chunk_count);
+        Ok(Self::new(Chunks::File(parser.into_chunks()), len, declared))
     }
 
     pub(crate) fn from_buffer(buf: Vec<u8>) -> Result<Self, String> {
@@ -88,11 +91,17 @@ impl EvtxSource {
         let parser = EvtxParser::from_buffer(buf)
             .map_err(|e| format!("not a readable EVTX file: {}", error_chain(&e)))?
             .with_configuration(settings());
-        Ok(Self::new(Chunks::Buffer(parser.into_chunks()), len))
+        let declared = u64::from(parser.header().chunk_count);
+        Ok(Self::new(
+            Chunks::Buffer(parser.into_chunks()),
+            len,
+            declared,
+        ))
     }
 
-    fn new(chunks: Chunks, len: u64) -> Self {
+    fn new(chunks: Chunks, len: u64, declared_chunks: u64) -> Self {
         EvtxSource {
+            declared_chunks,
             chunks,
             settings: Arc::new(settings()),
             pending: VecDeque::new(),
@@ -133,10 +142,21 @@ impl EvtxSource {
                         }
                         _ => (None, "chunk".to_string()),
                     };
+                    let beyond = match &e {
+                        evtx::err::EvtxError::FailedToParseChunk { chunk_id, .. }
+                            if *chunk_id >= self.declared_chunks =>
+                        {
+                            format!(
+                                " (beyond the {} chunk(s) the file header declares: likely unused space)",
+                                self.declared_chunks
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     self.pending.push_back(Err(EvtxFailure {
                         offset,
                         location,
-                        message: format!("chunk skipped: {}", error_chain(&e)),
+                        message: format!("chunk skipped{beyond}: {}", error_chain(&e)),
                     }));
                 }
                 Some(Ok(mut data)) => {
