@@ -964,3 +964,91 @@ pub(crate) fn last_error_code() -> u32 {
     // SAFETY: no arguments.
     unsafe { GetLastError() }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Run on Windows, or under Wine: `CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine64 cargo
+    //! test --target x86_64-pc-windows-gnu -p preentry-memory-windows` (WINEPREFIX with the
+    //! lab's bcryptprimitives shim).
+    use super::*;
+
+    static MARKER: [u8; 24] = *b"preentry-windows-marker!";
+
+    #[test]
+    fn own_process_through_the_api() {
+        let p = open(own_pid()).unwrap_or_else(|e| panic!("open self: {e}"));
+        // Memory: a static of this test exe, read through ReadProcessMemory.
+        let addr = MARKER.as_ptr() as u64;
+        let mut buf = [0u8; 24];
+        p.read_exact_at(addr, &mut buf)
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        assert_eq!(&buf, &MARKER);
+        // Regions: the static lies in a MEM_IMAGE view of this exe.
+        let r = p.region_at(addr).unwrap_or_else(|| panic!("no region"));
+        assert_eq!(r.kind, RegionKind::Image, "{r:?}");
+        let exe = std::env::current_exe().unwrap_or_default();
+        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let mapped = r
+            .path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        assert!(mapped.eq_ignore_ascii_case(name), "{mapped} vs {name}");
+        // Identity and modules: PEB image base is the first loader entry, and it is mapped.
+        let id = p.identity();
+        assert_eq!(id.arch, Arch::X64);
+        let base = id.peb_image_base.unwrap_or(0);
+        let mods = p.modules().available().unwrap_or_default();
+        assert!(mods.iter().any(|m| m.base == base), "{mods:?}");
+        assert!(
+            mods.iter()
+                .any(|m| m.name.eq_ignore_ascii_case("ntdll.dll"))
+        );
+        let cc = p.module_cross_check();
+        assert!(cc.compared);
+        assert!(cc.loader_entries_without_image.is_empty(), "{cc:?}");
+        // Threads: this thread, running (suspend count 0), with a TEB and a start address.
+        // SAFETY: no arguments.
+        let me = unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() };
+        let threads = p.threads().available().unwrap_or_default();
+        let t = threads
+            .iter()
+            .find(|t| t.tid == me)
+            .unwrap_or_else(|| panic!("thread {me} not listed: {threads:?}"));
+        assert!(t.teb.is_some());
+        assert_eq!(t.suspend_count, Availability::Available(0));
+        assert!(t.start_address.is_available(), "{:?}", t.start_address);
+    }
+
+    #[test]
+    fn unreadable_ranges_are_listed_not_errors() {
+        let p = open(own_pid()).unwrap_or_else(|e| panic!("open self: {e}"));
+        let mut buf = vec![0xAAu8; 0x3000];
+        // The first pages of the address space are never mapped.
+        let res = p.read(0x1000, &mut buf).unwrap_or_else(|e| panic!("{e}"));
+        assert!(res.valid.is_empty());
+        assert_eq!(res.unreadable, vec![0x1000..0x4000]);
+        assert!(buf.iter().all(|b| *b == 0));
+        // Straddling the end of a readable static and whatever follows is at worst partial.
+        let a = MARKER.as_ptr() as u64;
+        let r = p.read_range(a, 24, 24).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.result.is_complete());
+        // Past the user address space: nothing read, no panic, no error.
+        let r = p
+            .read(USER_END - 8, &mut [0u8; 16])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.valid.is_empty());
+    }
+
+    #[test]
+    fn missing_process_is_a_per_process_error() {
+        // PIDs are multiples of 4; this one does not exist.
+        match open(0x7fff_fff1) {
+            Err(MemoryError::ProcessGone { .. }) | Err(MemoryError::AccessDenied { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let list = list_processes().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!list.iter().any(|p| p.pid == own_pid()));
+    }
+}
