@@ -285,17 +285,40 @@ impl Config {
 /// Case-insensitive glob match (`*` any run, `?` one character) against a whole string.
 /// Iterative with backtracking over one star: linear-ish, bounded by both lengths.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        // No allocation on the hot path: bytes, ASCII case folding.
+        return glob_core(
+            pattern.as_bytes(),
+            text.as_bytes(),
+            |a, b| a.eq_ignore_ascii_case(b),
+            b'*',
+            b'?',
+        );
+    }
     let p: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
     let t: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+    glob_core(&p, &t, |a, b| a == b, '*', '?')
+}
+
+fn glob_core<T: Copy + PartialEq>(
+    p: &[T],
+    t: &[T],
+    eq: impl Fn(&T, &T) -> bool,
+    star_c: T,
+    any_c: T,
+) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(c) if *c == star_c => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == t[ti] => {
+            Some(c) if *c == any_c || eq(c, &t[ti]) => {
                 pi += 1;
                 ti += 1;
             }
@@ -309,7 +332,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p[pi.min(p.len())..].iter().all(|&c| c == '*')
+    p[pi.min(p.len())..].iter().all(|c| *c == star_c)
 }
 
 /// The file name part of a Windows or POSIX path.
@@ -381,5 +404,7 @@ mod tests {
         ));
         assert_eq!(file_name(r"C:\a\b.exe"), "b.exe");
         assert_eq!(file_name("b.exe"), "b.exe");
+        assert!(glob_match("ÄBC*", "äbcdef"));
+        assert!(!glob_match("ä?", "ä"));
     }
 }

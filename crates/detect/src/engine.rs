@@ -10,6 +10,7 @@
 //! [`ImageLayout::from_disk`] when a target's path is known and a write needs classifying.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use preentry_telemetry::{Event, EventKind, ProcessRef, protect};
@@ -34,6 +35,8 @@ const MAX_TIDS: usize = 64;
 const MAX_TLS_TARGETS: usize = 64;
 /// Most layouts (main image, DLLs, written images) remembered per target.
 const MAX_LAYOUTS: usize = 32;
+/// Most image files whose layout is cached.
+const DISK_CACHE: usize = 256;
 
 /// Run counters, reported in the run summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -221,7 +224,7 @@ impl TargetState {
 
 /// The engine.
 pub struct Engine {
-    config: Config,
+    config: Arc<Config>,
     reorder: Reorder<Event>,
     states: HashMap<u64, TargetState>,
     by_pid: HashMap<(String, u32), u64>,
@@ -233,6 +236,8 @@ pub struct Engine {
     idle: SignedDuration,
     /// Event time of the processing order (newest processed; moves back on a time jump).
     clock: Option<Timestamp>,
+    /// Layouts read from disk, by image path (bounded; `None` = not found).
+    disk_cache: HashMap<String, Option<ImageLayout>>,
     stats: EngineStats,
 }
 
@@ -300,7 +305,7 @@ impl Engine {
         );
         let idle = secs(config.engine.idle_timeout_seconds);
         Engine {
-            config,
+            config: Arc::new(config),
             reorder,
             states: HashMap::new(),
             by_pid: HashMap::new(),
@@ -311,6 +316,7 @@ impl Engine {
             window,
             idle,
             clock: None,
+            disk_cache: HashMap::new(),
             stats: EngineStats::default(),
         }
     }
@@ -472,7 +478,8 @@ impl Engine {
         self.touch(id, event.timestamp);
 
         // Fill identity gaps.
-        let filters = self.config.tunables.target_process_filter.clone();
+        let config = Arc::clone(&self.config);
+        let filters = &config.tunables.target_process_filter;
         if let Some(st) = self.states.get_mut(&id) {
             if st.guid.is_none()
                 && let Some(g) = &subject.guid
@@ -517,10 +524,10 @@ impl Engine {
         if let Some(now) = self.clock {
             // Oldest activity first; stop at the first one still active. Bounded by the map.
             let mut idle = Vec::new();
-            // After a time jump back, targets of the later period sit at the front: skip a
-            // bounded number of them.
-            let mut future_skips = 0u32;
-            for (_, id) in self.lru.iter() {
+            // Oldest activity first. Targets without a timestamp (untimed sources) or active in
+            // a later period (after a time jump back) are skipped; at most 64 are looked at per
+            // event, so the cost per event stays bounded.
+            for (_, id) in self.lru.iter().take(64) {
                 let Some(st) = self.states.get(id) else {
                     continue;
                 };
@@ -528,9 +535,9 @@ impl Engine {
                     Some(t) if t.checked_add(self.idle).is_ok_and(|end| end < now) => {
                         idle.push(*id)
                     }
-                    Some(t) if t > now && future_skips < 64 => future_skips += 1,
-                    Some(_) => break,
+                    Some(t) if t > now => {}
                     None => {}
+                    Some(_) => break,
                 }
             }
             for id in idle {
@@ -641,7 +648,9 @@ impl Engine {
         {
             st.stage_last[i] = Some(t);
         }
-        if let Some(r) = range {
+        if let Some(r) = range
+            && stage == Stage::HeaderOrTlsWrite
+        {
             st.ranges_used = true;
             if r != "exact" {
                 st.ranges_exact = false;
@@ -667,7 +676,8 @@ impl Engine {
 
     /// Find (or read from disk) the layout of the target's main image.
     fn ensure_main_layout(&mut self, id: u64) {
-        let approx = self.config.approximation.clone();
+        let config = Arc::clone(&self.config);
+        let approx = &config.approximation;
         let Some(st) = self.states.get_mut(&id) else {
             return;
         };
@@ -685,7 +695,24 @@ impl Engine {
         {
             return;
         }
-        if let Some((layout, _path)) = ImageLayout::from_disk(&image, st.main_base, &approx) {
+        let key = image.to_ascii_lowercase();
+        let cached = match self.disk_cache.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let found = ImageLayout::from_disk(&image, None, approx).map(|(l, _)| l);
+                if self.disk_cache.len() >= DISK_CACHE {
+                    self.disk_cache.clear();
+                }
+                self.disk_cache.insert(key, found.clone());
+                found
+            }
+        };
+        // The cached layout sits at the file's preferred base: move it to the actual base.
+        let found = cached.map(|l| match st.main_base {
+            Some(b) if b != l.base => l.rebased(b),
+            _ => l,
+        });
+        if let Some(layout) = found {
             self.stats.layouts_from_disk += 1;
             if st.main_base.is_none() {
                 // The preferred base: Wine and images without ASLR load there.
@@ -776,7 +803,8 @@ impl Engine {
     fn apply(&mut self, id: u64, event: &Event, cross: Option<bool>) {
         self.check_allowlist(id, event);
         let remote = cross != Some(false);
-        let approx = self.config.approximation.clone();
+        let config = Arc::clone(&self.config);
+        let approx = &config.approximation;
         match &event.kind {
             EventKind::ProcessCreate {
                 created_suspended,
@@ -1286,7 +1314,8 @@ impl Engine {
         size: Option<u64>,
         bytes: Option<&str>,
     ) {
-        let approx = self.config.approximation.clone();
+        let config = Arc::clone(&self.config);
+        let approx = &config.approximation;
         let entropy_min = self.config.engine.min_entropy_bytes;
         let entropy_threshold = self.config.tunables.payload_entropy_threshold;
         let data = bytes.and_then(hex_bytes);

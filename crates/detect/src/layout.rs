@@ -221,6 +221,32 @@ impl ImageLayout {
         Some((layout, path))
     }
 
+    /// The same layout moved to another base (every range and callback VA shifted).
+    pub fn rebased(&self, base: u64) -> Self {
+        let delta = base.wrapping_sub(self.base);
+        let mv = |r: AddrRange| AddrRange {
+            start: r.start.wrapping_add(delta),
+            end: r.end.wrapping_add(delta),
+        };
+        ImageLayout {
+            image: self.image.clone(),
+            base,
+            size: self.size,
+            header: mv(self.header),
+            tls_data_directory: self.tls_data_directory.map(mv),
+            tls_directory: self.tls_directory.map(mv),
+            tls_callbacks: self.tls_callbacks.map(mv),
+            tls_callback_vas: self
+                .tls_callback_vas
+                .iter()
+                .map(|v| v.wrapping_add(delta))
+                .collect(),
+            pointer_width: self.pointer_width,
+            exact: self.exact,
+            source: self.source,
+        }
+    }
+
     /// The image's span: `[base, base + size)` with the approximate span when unknown.
     pub fn span(&self, approx: &Approximation) -> AddrRange {
         AddrRange::new(self.base, self.size.unwrap_or(approx.image_span))
