@@ -19,7 +19,12 @@ use crate::Outcome;
 
 /// Arguments of `preentry scan`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["pids", "all", "dumps"])))]
+#[command(
+    group(ArgGroup::new("target").required(true).args(["pids", "all", "dumps"])),
+    after_help = "Exit codes: 0 clean; 1 a finding of severity low or above in any process; \
+                  2 no such finding but a process or dump could not be scanned (or bad usage).\n\
+                  Finding kinds, severities and evidence fields: crates/scan/FINDINGS.md."
+)]
 pub struct ScanArgs {
     /// Live Wine processes to scan, by Linux or Windows PID (repeatable).
     #[arg(long = "pid", value_name = "PID", num_args = 1..)]
