@@ -18,6 +18,8 @@
 //!   `/proc/PID/mem`), and every `open_process` / `open_thread` preentry.exe sent to
 //!   wineserver (the lab's `-d2` trace) asked for read-only rights only.
 
+#![cfg(unix)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
