@@ -36,6 +36,9 @@
 //! `suspend_process` (`--suspend`, `PROCESS_SUSPEND_RESUME` only) and `write_minidump`
 //! (`--preserve`, `PROCESS_QUERY_INFORMATION | PROCESS_VM_READ`) open their own handles.
 //!
+//! `enable_debug_privilege` enables `SeDebugPrivilege` in preentry's own token when it holds
+//! it (administrators), so that other users' and service processes can be opened.
+//!
 //! On other targets only the platform-independent parts ([`access`], [`paths`]) are built.
 
 pub mod access;
@@ -45,6 +48,8 @@ pub mod paths;
 mod live;
 #[cfg(windows)]
 mod preserve;
+#[cfg(windows)]
+mod privilege;
 
 #[cfg(windows)]
 pub use live::{
@@ -53,3 +58,5 @@ pub use live::{
 };
 #[cfg(windows)]
 pub use preserve::{DUMP_TYPE, suspend_process, write_minidump};
+#[cfg(windows)]
+pub use privilege::{DebugPrivilege, enable_debug_privilege};

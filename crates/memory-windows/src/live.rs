@@ -52,7 +52,7 @@ const STATUS_ACCESS_DENIED: i32 = 0xC000_0022_u32 as i32;
 
 /// An owned kernel handle, closed on drop.
 #[derive(Debug)]
-pub(crate) struct Handle(HANDLE);
+pub(crate) struct Handle(pub(crate) HANDLE);
 
 // SAFETY: a kernel handle is a process-wide index into the handle table; it may be used and
 // closed from any thread.
