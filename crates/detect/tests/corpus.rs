@@ -152,3 +152,91 @@ fn clean_files_give_nothing() {
         assert!(alerts.is_empty(), "{f}: {alerts:#?}");
     }
 }
+
+/// Bounded state on real data: with room for one target only, the whole EVTX corpus is hunted
+/// with every eviction counted, and the three injection signals still come out (each target is
+/// closed, and reported, when evicted).
+#[test]
+fn capacity_bound_evicts_and_counts_without_losing_signals() {
+    let mut config = Config::default();
+    config.engine.max_tracked_processes = 1;
+    let mut engine = Engine::new(config);
+    let mut alerts = Vec::new();
+    let mut files = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "evtx") {
+                out.push(p);
+            }
+        }
+    }
+    walk(&corpus(ATTACK), &mut files);
+    assert!(files.len() > 5);
+    for f in &files {
+        for e in decode_file(f, None).expect("open").flatten() {
+            alerts.extend(engine.push(e));
+        }
+    }
+    alerts.extend(engine.finish());
+    let stats = engine.stats().clone();
+    assert!(stats.evicted_capacity > 10, "{stats:?}");
+    assert!(stats.processes_peak <= 2, "{stats:?}");
+    assert_eq!(stats.events_in, stats.events_processed);
+    let mut pids: Vec<u32> = alerts.iter().filter_map(|a| a.process.pid).collect();
+    pids.sort();
+    pids.dedup();
+    for pid in [1632, 2840, 3908] {
+        assert!(pids.contains(&pid), "{pid} missing from {pids:?}");
+    }
+    assert!(alerts.iter().any(|a| a.closed_by == "evicted_capacity"));
+}
+
+/// TargetProcessFilter on real data: watching only svchost.exe keeps the jjs signal and drops
+/// the notepad ones.
+#[test]
+fn target_process_filter_restricts_targets() {
+    let mut config = Config::default();
+    config.tunables.target_process_filter = vec!["svchost.exe".into()];
+    let mut engine = Engine::new(config);
+    let mut alerts = Vec::new();
+    for f in [
+        format!("{ATTACK}/Defense_Evasion/apt10_jjs_sideloading_prochollowing_persist_as_service_sysmon_1_7_8_13.evtx"),
+        format!("{ATTACK}/Execution/Sysmon_meterpreter_ReflectivePEInjection_to_notepad_.evtx"),
+    ] {
+        for e in decode_file(&corpus(&f), None).expect("open").flatten() {
+            alerts.extend(engine.push(e));
+        }
+    }
+    alerts.extend(engine.finish());
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].process.pid, Some(3908));
+    assert!(engine.stats().events_filtered > 0);
+}
+
+/// Allowlist on real data: declaring jjs.exe a known tool caps its child's signal at info.
+#[test]
+fn allowlisted_actor_caps_at_info() {
+    let mut config = Config::default();
+    config.allowlist.images.push("jjs.exe".into());
+    let mut engine = Engine::new(config);
+    let mut alerts = Vec::new();
+    let f = format!(
+        "{ATTACK}/Defense_Evasion/apt10_jjs_sideloading_prochollowing_persist_as_service_sysmon_1_7_8_13.evtx"
+    );
+    for e in decode_file(&corpus(&f), None).expect("open").flatten() {
+        alerts.extend(engine.push(e));
+    }
+    alerts.extend(engine.finish());
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].severity, Severity::Info);
+    assert!(alerts[0].allowlisted.as_deref().unwrap().contains("jjs.exe"));
+}
