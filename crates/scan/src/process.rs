@@ -1393,7 +1393,11 @@ mod tests {
         }
         let r = scan_process(&p, &opts());
         assert!(r.findings.is_empty(), "{:?}", r.findings);
-        assert!(r.skipped_checks.iter().any(|s| s.check == "pre_entry.initial_thread"));
+        assert!(
+            r.skipped_checks
+                .iter()
+                .any(|s| s.check == "pre_entry.initial_thread")
+        );
     }
 
     #[test]
@@ -1523,5 +1527,34 @@ mod tests {
         let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
         assert!(k.contains(&FindingKind::TlsCallbackNotExecutable), "{k:?}");
         assert!(k.contains(&FindingKind::TlsCallbackArrayModified), "{k:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Hostile memory: any bytes anywhere in the image's headers, TLS directory and
+        /// callback array, any PEB image base. The scan must not panic and must stay bounded.
+        #[test]
+        fn hostile_images_never_panic(
+            edits in proptest::collection::vec((0usize..0x2000, proptest::num::u8::ANY), 0..64),
+            qwords in proptest::collection::vec((0usize..0x1ff8, proptest::num::u64::ANY), 0..8),
+            peb_base in proptest::sample::select(vec![BASE, BASE + 0x10, PRIVATE, 0, u64::MAX - 4]),
+            pre_entry in proptest::bool::ANY,
+        ) {
+            let mut img = victim();
+            for (at, v) in edits {
+                if let Some(b) = img.bytes.get_mut(at) { *b = v; }
+            }
+            for (at, v) in qwords {
+                if let Some(b) = img.bytes.get_mut(at..at + 8) { b.copy_from_slice(&v.to_le_bytes()); }
+            }
+            let mut p = process_with(VICTIM, &img, pre_entry);
+            add_private_rwx(&mut p);
+            p.set_peb(peb_base, if pre_entry { 0 } else { PEB + 0x800 });
+            p.thread(1, BASE, BASE + 0x1010, PEB);
+            let r = scan_process(&p, &opts());
+            proptest::prop_assert!(r.findings.len() < 4096);
+            proptest::prop_assert!(r.findings.windows(2).all(|w| w[0].severity >= w[1].severity));
+        }
     }
 }
