@@ -23,7 +23,6 @@
 //! ```
 
 pub mod disk;
-pub mod image;
 pub mod model;
 mod process;
 pub mod render;

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use preentry_memory::{Availability, ProcessMemory, Region, RegionKind, peb};
 use serde_json::{Value, json};
 
+use preentry_memory::pe_adapter::AsVaReader;
+use preentry_pe::{ArrayEnd, FieldValue, ImageFacts, Layout, NoOutside, PeImage};
+
 use crate::disk::DiskResolver;
-use crate::image::{self, FieldDiff, FileTls, HeaderFacts, MAX_CALLBACKS, TlsFacts};
 use crate::model::{
     CallbackFact, Evidence, Finding, FindingKind, ModuleFacts, ProcessReport, Severity, hex_addr,
 };
@@ -51,7 +53,7 @@ struct Image {
     path: String,
     origin: ImageOrigin,
     main: bool,
-    headers: Option<HeaderFacts>,
+    facts: Option<ImageFacts>,
 }
 
 impl Image {
@@ -67,8 +69,7 @@ impl Image {
 /// A disk file read for an image.
 struct DiskImage {
     path: PathBuf,
-    headers: HeaderFacts,
-    tls: Option<FileTls>,
+    facts: ImageFacts,
 }
 
 /// Whether (and why) the process has not reached its entry point.
@@ -110,50 +111,38 @@ fn kind_name(kind: RegionKind) -> &'static str {
     }
 }
 
-fn read_headers(mem: &dyn ProcessMemory, base: u64) -> Result<HeaderFacts, String> {
+/// Header facts of the image at `base`, read from memory: the header page as a partial
+/// loaded-layout view, everything beyond it (TLS directory, callback array, even outside the
+/// image) through the source.
+fn read_facts(mem: &dyn ProcessMemory, base: u64) -> Result<ImageFacts, String> {
     let buf = mem
         .read_range(base, HEADER_READ, HEADER_READ)
         .map_err(|e| e.to_string())?;
     if buf.result.is_empty() {
         return Err(format!("headers at {base:#x} are not readable"));
     }
-    HeaderFacts::parse(&buf.bytes).map_err(|e| format!("at {base:#x}: {e}"))
+    let image = PeImage::parse(&buf.bytes, Layout::Loaded { base })
+        .map_err(|e| format!("at {base:#x}: {e}"))?;
+    Ok(ImageFacts::from_image(&image, &AsVaReader(mem)))
 }
 
-fn read_ptr(mem: &dyn ProcessMemory, addr: u64, ps: usize) -> Option<u64> {
-    let mut b = [0u8; 8];
-    let slice = b.get_mut(..ps)?;
-    mem.read_exact_at(addr, slice).ok()?;
-    image::read_ptr(Some(&b), ps)
+/// Callback VAs of an image's TLS data.
+fn callbacks_of(facts: &ImageFacts) -> Vec<u64> {
+    facts
+        .tls
+        .as_ref()
+        .map(|t| t.callbacks.iter().map(|c| c.va).collect())
+        .unwrap_or_default()
 }
 
-/// Reads the callback array at `va` from memory: entries up to NULL, [`MAX_CALLBACKS`], or an
-/// unreadable slot. The second value says why reading stopped early, if it did.
-fn read_callbacks(mem: &dyn ProcessMemory, va: u64, ps: usize) -> (Vec<u64>, Option<String>) {
-    let mut out = Vec::new();
-    if va == 0 {
-        return (out, None);
+/// A diff value as evidence text: integers as `0x…`, absent as `null`.
+fn value_text(v: &FieldValue) -> Option<String> {
+    match v {
+        FieldValue::Int(i) => Some(hex_addr(*i)),
+        FieldValue::Bool(b) => Some(b.to_string()),
+        FieldValue::Text(t) => Some(t.clone()),
+        FieldValue::Absent => None,
     }
-    let step = ps as u64;
-    for i in 0..MAX_CALLBACKS as u64 {
-        let Some(addr) = i.checked_mul(step).and_then(|o| va.checked_add(o)) else {
-            return (out, Some("callback array address overflows".into()));
-        };
-        match read_ptr(mem, addr, ps) {
-            Some(0) => return (out, None),
-            Some(v) => out.push(v),
-            None => {
-                return (
-                    out,
-                    Some(format!("callback slot {i} at {addr:#x} is not readable")),
-                );
-            }
-        }
-    }
-    (
-        out,
-        Some(format!("more than {MAX_CALLBACKS} callbacks; stopped")),
-    )
 }
 
 fn read_disk(
@@ -170,15 +159,16 @@ fn read_disk(
         ));
     }
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let headers = HeaderFacts::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     if is_wine_builtin(&bytes) {
         return Err(format!(
             "{} is a Wine builtin DLL stub, not the image Wine loads",
             path.display()
         ));
     }
-    let tls = image::file_tls(&bytes, &headers);
-    Ok(DiskImage { path, headers, tls })
+    let image =
+        PeImage::parse(&bytes, Layout::File).map_err(|e| format!("{}: {e}", path.display()))?;
+    let facts = ImageFacts::from_image(&image, &NoOutside);
+    Ok(DiskImage { path, facts })
 }
 
 /// Wine's fake DLLs in a prefix carry "Wine placeholder DLL" after the DOS header.
@@ -294,7 +284,7 @@ impl Scanner<'_> {
                         path: m.path.clone(),
                         origin: ImageOrigin::Module,
                         main,
-                        headers: None,
+                        facts: None,
                     });
                 }
             }
@@ -313,7 +303,7 @@ impl Scanner<'_> {
                         path: id.image_path.clone().unwrap_or_default(),
                         origin: ImageOrigin::Peb,
                         main: true,
-                        headers: None,
+                        facts: None,
                     });
                 }
             }
@@ -344,24 +334,24 @@ impl Scanner<'_> {
             if self.mem.read_exact_at(base, &mut mz).is_err() || &mz != b"MZ" {
                 continue;
             }
-            if let Ok(h) = read_headers(self.mem, base) {
+            if let Ok(h) = read_facts(self.mem, base) {
                 self.images.push(Image {
                     base,
                     size: u64::from(h.size_of_image),
                     path: format!("<private image at {base:#x}>"),
                     origin: ImageOrigin::Private,
                     main: false,
-                    headers: Some(h),
+                    facts: Some(h),
                 });
             }
         }
         // Headers of every image; sizes for those the module list did not size.
         for img in self.images.iter_mut() {
-            if img.headers.is_none() {
-                img.headers = read_headers(self.mem, img.base).ok();
+            if img.facts.is_none() {
+                img.facts = read_facts(self.mem, img.base).ok();
             }
             if img.size == 0
-                && let Some(h) = &img.headers
+                && let Some(h) = &img.facts
             {
                 img.size = u64::from(h.size_of_image);
             }
@@ -390,11 +380,11 @@ impl Scanner<'_> {
         };
         let exe_path = id.image_path.clone().unwrap_or_default();
         let exe_host = self.exe_host_path(id);
-        let main_headers = self
+        let main_facts = self
             .images
             .iter()
             .find(|i| i.main)
-            .and_then(|i| i.headers.clone());
+            .and_then(|i| i.facts.clone());
 
         // Exe mappings (live sources with file paths).
         let mut exe_mapped_at: Vec<u64> = Vec::new();
@@ -420,11 +410,12 @@ impl Scanner<'_> {
 
         // Content comparison: identity fields of the headers.
         let mut mismatch_fields: Vec<FieldDiff> = Vec::new();
-        match (&disk, &main_headers) {
+        match (&disk, &main_facts) {
             (Ok(d), Some(m)) => {
-                mismatch_fields = image::diff_headers(&d.headers, m, base)
+                mismatch_fields = preentry_pe::diff(&d.facts.relocated_to(base), m)
                     .into_iter()
                     .filter(|f| is_identity_field(&f.field))
+                    .map(|f| FieldDiff::from_pe(&f))
                     .collect();
             }
             (Err(reason), _) => self
@@ -533,11 +524,11 @@ impl Scanner<'_> {
             );
         }
         // Private PE images other than the PEB image.
-        let privates: Vec<(u64, u64, Option<HeaderFacts>)> = self
+        let privates: Vec<(u64, u64, Option<ImageFacts>)> = self
             .images
             .iter()
             .filter(|i| i.origin == ImageOrigin::Private && i.base != base)
-            .map(|i| (i.base, i.size, i.headers.clone()))
+            .map(|i| (i.base, i.size, i.facts.clone()))
             .collect();
         for (pbase, psize, h) in privates {
             let region = self.region_at(pbase).cloned();
@@ -548,7 +539,7 @@ impl Scanner<'_> {
             if let Some(h) = &h {
                 e.push((
                     "entry_point",
-                    json!(hex_addr(pbase.wrapping_add(u64::from(h.entry_point)))),
+                    json!(hex_addr(pbase.wrapping_add(u64::from(h.entry_point_rva)))),
                 ));
             }
             e.extend(region_evidence(region.as_ref()));
@@ -574,7 +565,7 @@ impl Scanner<'_> {
             tls_directory: None,
             tls_callbacks: Vec::new(),
         };
-        let Some(mem_h) = img.headers.clone() else {
+        let Some(mem_f) = img.facts.clone() else {
             self.report.skip(
                 format!("headers@{name}"),
                 format!("no PE header readable at {:#x}", img.base),
@@ -608,162 +599,112 @@ impl Scanner<'_> {
                 .skip(format!("headers.disk_diff@{name}"), reason.clone());
         }
 
-        // TLS in memory.
-        let (tls_rva, _tls_size) = mem_h.tls_directory();
-        let ps = mem_h.pointer_size();
-        let mut mem_tls: Option<TlsFacts> = None;
-        let mut callbacks: Vec<u64> = Vec::new();
-        // The loader ignores the directory's size (corkami tls64.exe has size 0).
-        if tls_rva != 0 {
-            let dir_va = img.base.wrapping_add(u64::from(tls_rva));
-            facts.tls_directory = Some(hex_addr(dir_va));
-            let mut buf = [0u8; 40];
-            let n = TlsFacts::struct_size(mem_h.is_64);
-            if let Some(slice) = buf.get_mut(..n)
-                && self.mem.read_exact_at(dir_va, slice).is_ok()
-            {
-                mem_tls = TlsFacts::parse(&buf, mem_h.is_64);
-            } else {
-                self.report.skip(
-                    format!("tls.directory@{name}"),
-                    format!("TLS directory at {dir_va:#x} is not readable"),
-                );
-            }
-            if let Some(t) = &mem_tls {
-                let (cbs, stopped) = read_callbacks(self.mem, t.address_of_callbacks, ps);
-                callbacks = cbs;
-                if let Some(why) = stopped {
-                    self.report.skip(format!("tls.callbacks@{name}"), why);
-                }
+        // TLS in memory (read by preentry-pe through the source; the loader ignores Size).
+        if let Some(err) = &mem_f.tls_error {
+            self.report
+                .skip(format!("tls.directory@{name}"), err.clone());
+        }
+        let callbacks = callbacks_of(&mem_f);
+        if let Some(t) = &mem_f.tls {
+            facts.tls_directory = Some(hex_addr(t.directory.va));
+            match t.end {
+                ArrayEnd::Unreadable { va, index } => self.report.skip(
+                    format!("tls.callbacks@{name}"),
+                    format!("callback slot {index} at {va:#x} is not readable"),
+                ),
+                ArrayEnd::Limit { entries } => self.report.skip(
+                    format!("tls.callbacks@{name}"),
+                    format!("more than {entries} callbacks without a NULL entry; stopped"),
+                ),
+                ArrayEnd::NoArray | ArrayEnd::Null { .. } => {}
             }
         }
 
-        // Disk comparisons.
+        // Disk comparisons: the file relocated to the loaded base, field by field.
         let mut modified = false;
         if let Ok(d) = &disk {
-            let diffs = image::diff_headers(&d.headers, &mem_h, img.base);
-            for f in diffs {
-                let is_tls_dd = f.field.starts_with("data_directory.tls.");
-                if is_tls_dd {
-                    modified = true;
-                    self.add(self.field_finding(
-                        FindingKind::TlsDataDirectoryModified,
-                        &img,
-                        &d.path,
-                        &f,
-                        Severity::High,
-                    ));
-                } else if !(img.main
-                    && is_identity_field(&f.field)
-                    && self
-                        .report
-                        .findings
-                        .iter()
-                        .any(|x| x.kind == FindingKind::MainImageMismatch))
+            let expected = d.facts.relocated_to(img.base);
+            let diffs = preentry_pe::diff(&expected, &mem_f);
+            let array_moved = diffs.iter().any(|f| f.field == "tls.address_of_callbacks");
+            let main_mismatch = img.main
+                && self
+                    .report
+                    .findings
+                    .iter()
+                    .any(|x| x.kind == FindingKind::MainImageMismatch);
+            for pf in &diffs {
+                let f = FieldDiff::from_pe(pf);
+                let field = f.field.as_str();
+                if field == "optional_header.image_base"
+                    && matches!(pf.observed, FieldValue::Int(v) if v == img.base || v == d.facts.image_base)
                 {
-                    let sev = if f.field == "optional_header.address_of_entry_point" {
-                        Severity::High
-                    } else {
-                        Severity::Medium
-                    };
-                    self.add(self.field_finding(
-                        FindingKind::HeaderFieldModified,
-                        &img,
-                        &d.path,
-                        &f,
-                        sev,
-                    ));
+                    continue; // the loader's relocation write, or Wine leaving the file's value
                 }
-            }
-            match (&d.tls, &mem_tls) {
-                (Some(dt), Some(mt)) => {
-                    let relocated: Vec<u64> = dt
-                        .callbacks
-                        .iter()
-                        .map(|v| image::relocate(*v, d.headers.image_base, img.base))
-                        .collect();
-                    let mut array_moved = false;
-                    for f in image::diff_tls(&dt.directory, mt, d.headers.image_base, img.base) {
+                if field == "tls_error" {
+                    continue; // reported as a skipped check
+                }
+                let (kind, severity) = if field.starts_with("data_directory.tls.") {
+                    (FindingKind::TlsDataDirectoryModified, Severity::High)
+                } else if field == "tls" {
+                    if pf.expected == FieldValue::Absent {
                         modified = true;
-                        let mut finding = self.field_finding(
-                            FindingKind::TlsDirectoryModified,
-                            &img,
-                            &d.path,
-                            &f,
-                            Severity::High,
-                        );
-                        if f.field == "tls.address_of_callbacks" {
-                            // A swapped array: one change, with both arrays as evidence
-                            // (slot-by-slot diffs of two different arrays would be noise).
-                            array_moved = true;
-                            finding.evidence.insert(
-                                "disk_callbacks".into(),
-                                json!(relocated.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
-                            );
-                            finding.evidence.insert(
-                                "memory_callbacks".into(),
-                                json!(callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
-                            );
-                        }
-                        self.add(finding);
-                    }
-                    let n = if array_moved {
-                        0
-                    } else {
-                        dt.callbacks.len().max(callbacks.len())
-                    };
-                    for slot in 0..n {
-                        let disk_v = dt
-                            .callbacks
-                            .get(slot)
-                            .map(|v| image::relocate(*v, d.headers.image_base, img.base));
-                        let mem_v = callbacks.get(slot).copied();
-                        if disk_v != mem_v {
-                            modified = true;
-                            let f = FieldDiff {
-                                field: format!("tls.callbacks[{slot}]"),
-                                disk: disk_v.map(hex_addr).unwrap_or_else(|| "null".into()),
-                                memory: mem_v.map(hex_addr).unwrap_or_else(|| "null".into()),
-                            };
-                            let mut finding = self.field_finding(
-                                FindingKind::TlsCallbackArrayModified,
-                                &img,
-                                &d.path,
-                                &f,
-                                Severity::High,
-                            );
-                            finding
-                                .evidence
-                                .insert("disk".into(), json!(disk_v.map(hex_addr)));
-                            finding
-                                .evidence
-                                .insert("memory".into(), json!(mem_v.map(hex_addr)));
-                            self.add(finding);
-                        }
-                    }
-                }
-                (None, Some(_)) => {
-                    modified = true;
-                    self.add(Finding::new(
-                        FindingKind::TlsDirectoryAdded,
-                        format!(
-                            "{name} at {:#x} has a TLS directory in memory but {} has none",
-                            img.base,
-                            d.path.display()
-                        ),
-                        ev(vec![
-                            ("module", json!(img.path)),
-                            ("module_base", json!(hex_addr(img.base))),
-                            ("tls_directory", json!(facts.tls_directory)),
-                            (
-                                "callbacks",
-                                json!(callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
+                        self.add(Finding::new(
+                            FindingKind::TlsDirectoryAdded,
+                            format!(
+                                "{name} at {:#x} has a TLS directory in memory but {} has none",
+                                img.base,
+                                d.path.display()
                             ),
-                            ("disk_file", json!(d.path.display().to_string())),
-                        ]),
-                    ));
+                            ev(vec![
+                                ("module", json!(img.path)),
+                                ("module_base", json!(hex_addr(img.base))),
+                                ("tls_directory", json!(facts.tls_directory)),
+                                (
+                                    "callbacks",
+                                    json!(
+                                        callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()
+                                    ),
+                                ),
+                                ("disk_file", json!(d.path.display().to_string())),
+                            ]),
+                        ));
+                        continue;
+                    }
+                    (FindingKind::TlsDirectoryModified, Severity::High)
+                } else if field.starts_with("tls.callbacks") {
+                    if array_moved {
+                        continue; // one swapped array, reported once with both arrays
+                    }
+                    (FindingKind::TlsCallbackArrayModified, Severity::High)
+                } else if field.starts_with("tls.") {
+                    (FindingKind::TlsDirectoryModified, Severity::High)
+                } else if main_mismatch && is_identity_field(field) {
+                    continue; // part of main_image_mismatch
+                } else if field == "optional_header.address_of_entry_point" {
+                    (FindingKind::HeaderFieldModified, Severity::High)
+                } else {
+                    (FindingKind::HeaderFieldModified, Severity::Medium)
+                };
+                if kind != FindingKind::HeaderFieldModified {
+                    modified = true;
                 }
-                _ => {}
+                let mut finding = self.field_finding(kind, &img, &d.path, &f, severity);
+                if field == "tls.address_of_callbacks" {
+                    finding.evidence.insert(
+                        "disk_callbacks".into(),
+                        json!(
+                            callbacks_of(&expected)
+                                .iter()
+                                .map(|c| hex_addr(*c))
+                                .collect::<Vec<_>>()
+                        ),
+                    );
+                    finding.evidence.insert(
+                        "memory_callbacks".into(),
+                        json!(callbacks.iter().map(|c| hex_addr(*c)).collect::<Vec<_>>()),
+                    );
+                }
+                self.add(finding);
             }
         }
 
@@ -789,7 +730,7 @@ impl Scanner<'_> {
 
         // Where each callback points.
         for (slot, cb) in callbacks.iter().copied().enumerate() {
-            let fact = self.classify_callback(&img, &mem_h, slot, cb, modified);
+            let fact = self.classify_callback(&img, &mem_f, slot, cb, modified);
             facts.tls_callbacks.push(fact);
         }
         self.report.modules.push(facts);
@@ -810,8 +751,8 @@ impl Scanner<'_> {
                 f.field,
                 img.name(),
                 img.base,
-                f.memory,
-                f.disk
+                FieldDiff::text(&f.memory),
+                FieldDiff::text(&f.disk)
             ),
             ev(vec![
                 ("module", json!(img.path)),
@@ -828,7 +769,7 @@ impl Scanner<'_> {
     fn classify_callback(
         &mut self,
         img: &Image,
-        mem_h: &HeaderFacts,
+        mem_f: &ImageFacts,
         slot: usize,
         cb: u64,
         modified: bool,
@@ -836,20 +777,17 @@ impl Scanner<'_> {
         let region = self.region_at(cb).cloned();
         let owner = self.image_of(cb).map(|i| (i.base, i.path.clone()));
         let in_own = img.contains(cb);
-        let section = if in_own {
-            cb.checked_sub(img.base)
-                .and_then(|rva| mem_h.section_of(rva))
-                .cloned()
-        } else {
-            None
-        };
+        // Section and its executability, from the in-memory section table.
+        let location = in_own.then(|| mem_f.classify(cb, img.base));
+        let section_name = location.as_ref().and_then(|l| l.section.clone());
+        let section_executable = location.as_ref().and_then(|l| l.executable);
         let fact = CallbackFact {
             slot: u32::try_from(slot).unwrap_or(u32::MAX),
             address: hex_addr(cb),
             image: owner
                 .as_ref()
                 .map(|(_, p)| preentry_memory::file_name_of(p).to_string()),
-            section: section.as_ref().map(|s| s.name.clone()),
+            section: section_name.clone(),
             protection: region.as_ref().map(|r| r.protection.short()),
             region_kind: region.as_ref().map(|r| kind_name(r.kind).to_string()),
         };
@@ -917,11 +855,11 @@ impl Scanner<'_> {
                 ));
             }
         } else {
-            let not_exec_section = section.as_ref().is_some_and(|s| !s.is_executable());
+            let not_exec_section = section_executable == Some(false);
             let not_exec_region = region.as_ref().is_some_and(|r| !r.protection.executable());
             if not_exec_section || not_exec_region {
                 let mut e = base_ev;
-                e.push(("section", json!(section.as_ref().map(|s| s.name.clone()))));
+                e.push(("section", json!(section_name)));
                 self.add(Finding::new(
                     FindingKind::TlsCallbackNotExecutable,
                     format!(
@@ -990,13 +928,13 @@ impl Scanner<'_> {
             .and_then(|p| {
                 read_disk(&self.opts.resolver, p, self.mapped_path_of(base).as_deref()).ok()
             })
-            .map(|d| base.wrapping_add(u64::from(d.headers.entry_point)));
+            .map(|d| base.wrapping_add(u64::from(d.facts.entry_point_rva)));
         let mem_entry = self
             .images
             .iter()
             .find(|i| i.main)
-            .and_then(|i| i.headers.as_ref())
-            .map(|h| base.wrapping_add(u64::from(h.entry_point)));
+            .and_then(|i| i.facts.as_ref())
+            .map(|h| base.wrapping_add(u64::from(h.entry_point_rva)));
         let Some(expected) = exe_entry.or(mem_entry) else {
             self.report.skip(
                 "pre_entry.initial_thread",
@@ -1095,6 +1033,28 @@ impl Scanner<'_> {
     }
 }
 
+/// One differing field, as evidence text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldDiff {
+    field: String,
+    disk: Option<String>,
+    memory: Option<String>,
+}
+
+impl FieldDiff {
+    fn from_pe(f: &preentry_pe::FieldDiff) -> Self {
+        FieldDiff {
+            field: f.field.clone(),
+            disk: value_text(&f.expected),
+            memory: value_text(&f.observed),
+        }
+    }
+
+    fn text(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or("absent")
+    }
+}
+
 /// Fields whose difference means "a different image", not a patched header.
 fn is_identity_field(field: &str) -> bool {
     field == "optional_header.size_of_image"
@@ -1102,7 +1062,8 @@ fn is_identity_field(field: &str) -> bool {
         || field == "file_header.machine"
         || field == "file_header.time_date_stamp"
         || (field.starts_with("section[")
-            && (field.ends_with(".virtual_address")
+            && (field.ends_with(']')
+                || field.ends_with(".virtual_address")
                 || field.ends_with(".virtual_size")
                 || field.ends_with(".name")))
 }
@@ -1439,33 +1400,6 @@ mod tests {
             "{:#?}",
             r.findings
         );
-    }
-
-    #[test]
-    fn relocation_normalises_tls_fields() {
-        let disk = TlsFacts {
-            start_address_of_raw_data: 0x1_4000_3000,
-            end_address_of_raw_data: 0x1_4000_3008,
-            address_of_index: 0x1_4000_2000,
-            address_of_callbacks: 0x1_4000_2010,
-            size_of_zero_fill: 0,
-            characteristics: 0,
-        };
-        let mut mem = disk;
-        for v in [
-            &mut mem.start_address_of_raw_data,
-            &mut mem.end_address_of_raw_data,
-            &mut mem.address_of_index,
-            &mut mem.address_of_callbacks,
-        ] {
-            *v = *v - 0x1_4000_0000 + 0x7ff6_0000_0000;
-        }
-        assert!(image::diff_tls(&disk, &mem, 0x1_4000_0000, 0x7ff6_0000_0000).is_empty());
-        mem.address_of_callbacks = 0x20_0000;
-        let d = image::diff_tls(&disk, &mem, 0x1_4000_0000, 0x7ff6_0000_0000);
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].field, "tls.address_of_callbacks");
-        assert_eq!(d[0].disk, "0x7ff600002010");
     }
 
     #[test]
