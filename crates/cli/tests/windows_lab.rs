@@ -179,9 +179,9 @@ impl Win {
         (out, pid)
     }
 
-    /// The committed, readable regions of a process as the Windows API shows them, from the
-    /// `describe` example built beside preentry.exe (`describe.exe PID --regions`).
-    fn windows_regions(&self, windows_pid: u32) -> Vec<std::ops::Range<u64>> {
+    /// The output of the `describe` example built beside preentry.exe
+    /// (`describe.exe PID [args]`): what the Windows source sees of a process.
+    fn describe(&self, windows_pid: u32, args: &[&str]) -> String {
         let describe = self
             .exe
             .parent()
@@ -196,14 +196,20 @@ impl Win {
         let out = Command::new(&self.wine)
             .arg(&describe)
             .arg(windows_pid.to_string())
-            .arg("--regions")
+            .args(args)
             .env("WINEPREFIX", self.lab.prefix())
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("describe.exe: {e}"));
-        let text = String::from_utf8_lossy(&out.stdout);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The committed, readable regions of a process as the Windows API shows them
+    /// (`describe.exe PID --regions`).
+    fn windows_regions(&self, windows_pid: u32) -> Vec<std::ops::Range<u64>> {
+        let text = self.describe(windows_pid, &["--regions"]);
         let mut v = Vec::new();
         for line in text.lines() {
             // "   region 0xBASE+0xSIZE PROT KIND STATE alloc ..."
@@ -798,4 +804,55 @@ fn suspend_asks_only_suspend_resume_and_suspends() {
         "no suspend_process request"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The module cross-check (PEB loader list vs `MEM_IMAGE` allocations), as the `describe`
+/// example prints it: `(images not in the loader list, loader entries without an image)`.
+fn cross_check(win: &Win, windows_pid: u32) -> (Vec<String>, Vec<String>) {
+    let text = win.describe(windows_pid, &[]);
+    let compared = text.contains("cross-check compared=true");
+    assert!(compared, "no cross-check made: {text}");
+    let pick = |tag: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix(tag))
+            .map(|r| r.trim().to_string())
+            .collect()
+    };
+    (pick("image-not-in-ldr "), pick("ldr-without-image "))
+}
+
+#[test]
+fn module_cross_check_catches_the_hollowed_main_module() {
+    let Some(win) = setup() else { return };
+    // Hollowed: the loader ran on the payload, written into private memory, so the main
+    // module's loader entry has no image mapping behind it.
+    for scenario in [Scenario::HollowRunpe, Scenario::HollowRelocated] {
+        let s = session(&win, scenario, Checkpoint::AtMain);
+        let base = s.report.image_base;
+        let (unlisted, without_image) = cross_check(&win, s.windows_pid);
+        eprintln!(
+            "{scenario}: images not in ldr {unlisted:?}; ldr entries without image {without_image:?}"
+        );
+        assert!(
+            without_image
+                .iter()
+                .any(|l| l.to_ascii_lowercase().contains("victim-crt.exe")),
+            "{scenario}: main module entry not flagged: {without_image:?} (suspended image base {base:#x})"
+        );
+    }
+    // Relocated hollowing leaves the victim's own image mapped, now outside the loader list.
+    let s = session(&win, Scenario::HollowRelocated, Checkpoint::AtMain);
+    let (unlisted, _) = cross_check(&win, s.windows_pid);
+    assert!(
+        unlisted
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains("victim-crt.exe")),
+        "victim image not flagged: {unlisted:?}"
+    );
+    drop(s);
+    // Benign: same victim kind, loader ran normally: nothing either way.
+    let s = session(&win, Scenario::BenignSuspendResume, Checkpoint::AtMain);
+    let (unlisted, without_image) = cross_check(&win, s.windows_pid);
+    assert!(without_image.is_empty(), "{without_image:?}");
+    assert!(unlisted.is_empty(), "{unlisted:?}");
 }

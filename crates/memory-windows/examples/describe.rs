@@ -84,6 +84,12 @@ fn main() {
             cc.images_not_in_loader_list.len(),
             cc.loader_entries_without_image.len()
         );
+        for (base, path) in &cc.images_not_in_loader_list {
+            println!("   image-not-in-ldr {base:#x} {path:?}");
+        }
+        for m in &cc.loader_entries_without_image {
+            println!("   ldr-without-image {:#x} {}", m.base, m.path);
+        }
         if let Some(ts) = p.threads().available() {
             for t in ts {
                 println!(
