@@ -202,7 +202,7 @@ impl Alert {
             "[{}] {} on {} pid {} ({}): stages [{}]",
             self.severity.name().to_ascii_uppercase(),
             self.event.action,
-            self.host.name.as_deref().unwrap_or("?"),
+            self.host.name.as_deref().unwrap_or("(no host)"),
             self.process
                 .pid
                 .map(|p| p.to_string())

@@ -867,7 +867,7 @@ impl Engine {
                 {
                     Self::add_layout(
                         st,
-                        ImageLayout::approximate(image.clone(), *b, *size, &approx),
+                        ImageLayout::approximate(image.clone(), *b, *size, approx),
                     );
                     if is_main {
                         st.disk_tried = false;
@@ -980,7 +980,7 @@ impl Engine {
                 let inside_image = st
                     .layouts
                     .iter()
-                    .find(|l| l.span(&approx).overlaps(a, len))
+                    .find(|l| l.span(approx).overlaps(a, len))
                     .map(|l| l.base);
                 if let Some(base) = inside_image {
                     push_bounded(&mut st.protected_pages, AddrRange::new(a, len), 16);
@@ -1116,6 +1116,7 @@ impl Engine {
                 win32_start_address,
                 start_module,
                 suspended: suspended_flag,
+                initial: initial_flag,
                 ..
             } => {
                 let Some(st) = self.states.get(&id) else {
@@ -1141,7 +1142,8 @@ impl Engine {
                     (Some(a), Some(p)) => a.pid.is_some() && a.pid == p.pid,
                     _ => false,
                 };
-                let initial = st.threads_seen == 0 && st.created_seen && by_creator;
+                let initial =
+                    initial_flag.unwrap_or(st.threads_seen == 0 && st.created_seen && by_creator);
                 if let Some(stm) = self.states.get_mut(&id) {
                     stm.threads_seen = stm.threads_seen.saturating_add(1);
                     if initial {
@@ -1355,7 +1357,7 @@ impl Engine {
                         self.stats.layouts_from_bytes += 1;
                         l
                     }
-                    None => ImageLayout::approximate(None, addr, None, &approx),
+                    None => ImageLayout::approximate(None, addr, None, approx),
                 };
             let exact = layout.exact;
             let size_of_image = layout.size;
@@ -1415,7 +1417,7 @@ impl Engine {
                 .regions
                 .iter()
                 .any(|r| r.holds_image && r.range.start == v)
-            && !st.layouts.iter().any(|l| l.span(&approx).contains(addr))
+            && !st.layouts.iter().any(|l| l.span(approx).contains(addr))
         {
             st.main_base = Some(v);
             st.strong_hollowing = true;
@@ -1531,7 +1533,7 @@ impl Engine {
             .layouts
             .iter()
             .rev()
-            .find(|l| l.span(&approx).contains(addr))
+            .find(|l| l.span(approx).contains(addr))
             .map(|l| (l.base, l.pointer_width, l.image.clone()));
         if let Some((base, width, image)) = inside
             && len <= approx.tls_patch_max_write

@@ -209,7 +209,9 @@ fn target_process_filter_restricts_targets() {
     let mut engine = Engine::new(config);
     let mut alerts = Vec::new();
     for f in [
-        format!("{ATTACK}/Defense_Evasion/apt10_jjs_sideloading_prochollowing_persist_as_service_sysmon_1_7_8_13.evtx"),
+        format!(
+            "{ATTACK}/Defense_Evasion/apt10_jjs_sideloading_prochollowing_persist_as_service_sysmon_1_7_8_13.evtx"
+        ),
         format!("{ATTACK}/Execution/Sysmon_meterpreter_ReflectivePEInjection_to_notepad_.evtx"),
     ] {
         for e in decode_file(&corpus(&f), None).expect("open").flatten() {
@@ -238,5 +240,11 @@ fn allowlisted_actor_caps_at_info() {
     alerts.extend(engine.finish());
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].severity, Severity::Info);
-    assert!(alerts[0].allowlisted.as_deref().unwrap().contains("jjs.exe"));
+    assert!(
+        alerts[0]
+            .allowlisted
+            .as_deref()
+            .unwrap()
+            .contains("jjs.exe")
+    );
 }
