@@ -16,7 +16,7 @@ use windows_sys::Wdk::System::Threading::{
     ThreadBasicInformation, ThreadQuerySetWin32StartAddress, ThreadSuspendCount,
 };
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, GetLastError, HANDLE,
+    CloseHandle, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, FILETIME, GetLastError, HANDLE,
     INVALID_HANDLE_VALUE, STILL_ACTIVE,
 };
 use windows_sys::Win32::Storage::FileSystem::QueryDosDeviceW;
@@ -30,8 +30,8 @@ use windows_sys::Win32::System::Diagnostics::ToolHelp::{
 use windows_sys::Win32::System::Memory::{MEMORY_BASIC_INFORMATION, VirtualQueryEx};
 use windows_sys::Win32::System::ProcessStatus::K32GetMappedFileNameW;
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcessId, GetExitCodeProcess, IsWow64Process, OpenProcess, OpenThread,
-    PROCESS_BASIC_INFORMATION, PROCESS_NAME_WIN32, QueryFullProcessImageNameW,
+    GetCurrentProcessId, GetExitCodeProcess, GetThreadTimes, IsWow64Process, OpenProcess,
+    OpenThread, PROCESS_BASIC_INFORMATION, PROCESS_NAME_WIN32, QueryFullProcessImageNameW,
 };
 
 use crate::access::{ProcessAccess, ThreadAccess};
@@ -609,14 +609,18 @@ impl WindowsProcess {
                 return;
             }
         };
-        let mut threads = Vec::with_capacity(tids.len());
+        let mut threads: Vec<(u64, ThreadInfo)> = Vec::with_capacity(tids.len());
         for tid in tids {
             threads.push(self.thread_info(tid));
         }
-        self.threads = Availability::Available(threads);
+        // Oldest first, so the initial thread leads (what the pre-entry checks look at);
+        // threads whose creation time is unknown go last, in snapshot order.
+        threads.sort_by_key(|(created, _)| *created);
+        self.threads = Availability::Available(threads.into_iter().map(|(_, t)| t).collect());
     }
 
-    fn thread_info(&self, tid: u32) -> ThreadInfo {
+    /// The thread's facts and its creation time (`u64::MAX` when unknown).
+    fn thread_info(&self, tid: u32) -> (u64, ThreadInfo) {
         let unavailable = |why: String| ThreadInfo {
             tid,
             windows_tid: Some(tid),
@@ -632,9 +636,15 @@ impl WindowsProcess {
             Ok(h) => (h, true),
             Err(_) => match open_thread(tid, ThreadAccess::QueryLimited) {
                 Ok(h) => (h, false),
-                Err(e) => return unavailable(format!("OpenThread of thread {tid} failed: {e}")),
+                Err(e) => {
+                    return (
+                        u64::MAX,
+                        unavailable(format!("OpenThread of thread {tid} failed: {e}")),
+                    );
+                }
             },
         };
+        let created = creation_time(&h).unwrap_or(u64::MAX);
         let mut tbi = ThreadBasicInfo::default();
         let teb = match query_thread(&h, ThreadBasicInformation, &mut tbi) {
             Ok(()) if tbi.teb_base != 0 => Some(tbi.teb_base as u64),
@@ -683,7 +693,7 @@ impl WindowsProcess {
             let limit = self.read_u64(t.checked_add(peb::TEB_STACK_LIMIT)?).ok()?;
             (limit < base).then_some(limit..base)
         });
-        ThreadInfo {
+        let info = ThreadInfo {
             tid,
             windows_tid: Some(tid),
             linux_tid: None,
@@ -693,7 +703,8 @@ impl WindowsProcess {
             context,
             suspend_count,
             stack,
-        }
+        };
+        (created, info)
     }
 
     fn cross_check_modules(&mut self) {
@@ -821,6 +832,19 @@ fn query_thread<T>(h: &Handle, class: i32, out: &mut T) -> Result<(), i32> {
         )
     };
     if status >= 0 { Ok(()) } else { Err(status) }
+}
+
+/// `GetThreadTimes` creation time (100 ns units since 1601).
+fn creation_time(h: &Handle) -> Option<u64> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut c, mut e, mut k, mut u) = (zero, zero, zero, zero);
+    // SAFETY: `h` is a thread handle with THREAD_QUERY_LIMITED_INFORMATION; the four out
+    // pointers are valid FILETIMEs.
+    let ok = unsafe { GetThreadTimes(h.raw(), &mut c, &mut e, &mut k, &mut u) };
+    (ok != 0).then(|| (u64::from(c.dwHighDateTime) << 32) | u64::from(c.dwLowDateTime))
 }
 
 fn thread_context(h: &Handle) -> Availability<ThreadContext> {
@@ -1012,6 +1036,15 @@ mod tests {
         // SAFETY: no arguments.
         let me = unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() };
         let threads = p.threads().available().unwrap_or_default();
+        // The initial thread comes first: it started at the exe's entry point.
+        let e_lfanew = u64::from(p.read_u32(base + 0x3c).unwrap_or(0));
+        let entry_rva = u64::from(p.read_u32(base + e_lfanew + 0x28).unwrap_or(0));
+        let first = threads.first().unwrap_or_else(|| panic!("no threads"));
+        assert_eq!(
+            first.start_address,
+            Availability::Available(base + entry_rva),
+            "{threads:?}"
+        );
         let t = threads
             .iter()
             .find(|t| t.tid == me)
