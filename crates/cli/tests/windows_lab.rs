@@ -765,6 +765,11 @@ fn preserve_dump_reads_back_with_the_same_verdict() {
 fn suspend_asks_only_suspend_resume_and_suspends() {
     let Some(win) = setup() else { return };
     let s = session(&win, Scenario::TlsArraySwap, Checkpoint::InCallback);
+    let before = suspend_counts(&win, s.windows_pid);
+    assert!(
+        !before.is_empty() && before.iter().all(|n| *n == 0),
+        "the victim should be running before: {before:?}"
+    );
     let dir = std::env::temp_dir().join(format!("preentry-suspend-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (out, wine_pid) = win.run(&[
@@ -803,6 +808,13 @@ fn suspend_asks_only_suspend_resume_and_suspends() {
             .is_some_and(|b| b.starts_with("suspend_process("))),
         "no suspend_process request"
     );
+    // The victim was running (held in its TLS callback); now every thread is suspended.
+    let after = suspend_counts(&win, s.windows_pid);
+    assert!(
+        !after.is_empty() && after.iter().all(|n| *n >= 1),
+        "not every thread is suspended: {after:?}"
+    );
+    eprintln!("--suspend: victim thread suspend counts {before:?} -> {after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -855,4 +867,15 @@ fn module_cross_check_catches_the_hollowed_main_module() {
     let (unlisted, without_image) = cross_check(&win, s.windows_pid);
     assert!(without_image.is_empty(), "{without_image:?}");
     assert!(unlisted.is_empty(), "{unlisted:?}");
+}
+
+/// Suspend counts of a process's threads, as the Windows source reads them.
+fn suspend_counts(win: &Win, windows_pid: u32) -> Vec<u32> {
+    win.describe(windows_pid, &[])
+        .lines()
+        .filter(|l| l.trim_start().starts_with("thread "))
+        .filter_map(|l| l.split("suspend Available(").nth(1))
+        .filter_map(|r| r.split(')').next())
+        .filter_map(|c| c.parse().ok())
+        .collect()
 }
