@@ -6,8 +6,7 @@
 //! line (`--json`) or a human summary. A bad input or record is reported on stderr with its file
 //! and line/offset, and the rest is processed. Exit: 0 clean, 1 alerts, 2 any input error.
 
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -127,22 +126,8 @@ fn open(input: &Input, format: Option<Format>) -> Result<Option<EventStream>, De
     }
 }
 
-/// Open a file; gzip-compressed files are decompressed on the fly.
+/// Open a file (gzip-compressed files are decompressed by the decoder).
 fn open_file(path: &Path, format: Option<Format>) -> Result<EventStream, DecodeError> {
-    let mut magic = [0u8; 2];
-    let is_gzip = File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == [0x1f, 0x8b];
-    if is_gzip {
-        let file = File::open(path).map_err(|source| DecodeError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let reader = flate2::read::MultiGzDecoder::new(BufReader::new(file));
-        let name = path.display().to_string();
-        return decode_reader(reader, Some(&name), format);
-    }
     decode_file(path, format)
 }
 

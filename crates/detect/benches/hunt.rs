@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use preentry_detect::{Config, Engine};
-use preentry_telemetry::{Event, Format, decode_file, decode_reader};
+use preentry_telemetry::{Event, Format, decode_file};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -51,9 +51,7 @@ fn lab_events() -> Vec<Event> {
     dirs.sort();
     for d in dirs {
         let p = d.join("wineserver.trace.gz");
-        let Ok(f) = fs::File::open(&p) else { continue };
-        let r = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(f));
-        if let Ok(s) = decode_reader(r, Some(&p.display().to_string()), Some(Format::WineTrace)) {
+        if let Ok(s) = decode_file(&p, Some(Format::WineTrace)) {
             events.extend(s.flatten());
         }
     }

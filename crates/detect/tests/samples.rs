@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use preentry_detect::{Alert, Config, Engine, Severity, Stage};
-use std::io::Read;
-
-use preentry_telemetry::{Format, decode_reader};
+use preentry_telemetry::{Format, decode_file};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,24 +23,8 @@ fn hunt(trace: &Path, image_dir: &Path) -> (Vec<Alert>, u64) {
     let mut alerts = Vec::new();
     let mut errors = 0;
     // The lab traces are wineserver -d2 output (named explicitly: some begin with wineserver's
-    // own start-up lines). Decompressed here into memory: decode_file's streaming gzip path
-    // currently garbles these traces after ~1000 lines (reported to the telemetry owner).
-    let raw = std::fs::read(trace).expect("read trace");
-    let mut text = Vec::new();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut text)
-            .expect("gunzip trace");
-    } else {
-        text = raw;
-    }
-    let name = trace.display().to_string();
-    let stream = decode_reader(
-        std::io::Cursor::new(text),
-        Some(&name),
-        Some(Format::WineTrace),
-    )
-    .expect("open trace");
+    // own start-up lines); gzip is decompressed by the decoder.
+    let stream = decode_file(trace, Some(Format::WineTrace)).expect("open trace");
     for item in stream {
         match item {
             Ok(e) => alerts.extend(engine.push(e)),
