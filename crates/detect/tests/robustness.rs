@@ -54,7 +54,7 @@ fn mutate(mut e: Event, sel: u8, v: u64, bytes: &[u8]) -> Event {
         ) => {
             *address = Some(edge(v));
             *size = Some(edge(v.rotate_left(7)));
-            *b = Some(hexed(v % 2 == 0));
+            *b = Some(hexed(v.is_multiple_of(2)));
         }
         (EventKind::RemoteWrite { bytes: b, .. }, 1) => *b = Some("zz".into()),
         (
