@@ -163,6 +163,14 @@ impl Coverage {
                     }
                 }
                 Stage::PreEntryThread => {
+                    let threads = self.kinds.get("thread_create").copied().unwrap_or(0);
+                    if threads > 0 {
+                        notes.push(format!(
+                            "{threads} thread_create events, {} with a start module (an empty \
+                             module means an unbacked start)",
+                            self.threads_with_module
+                        ));
+                    }
                     if !self.kinds.contains_key("thread_resume")
                         && !self.kinds.contains_key("process_resume")
                     {
