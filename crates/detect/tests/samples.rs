@@ -41,6 +41,7 @@ struct Sample {
     trace: PathBuf,
     is_attack: bool,
     victim_exe: String,
+    windows_pid: Option<u64>,
 }
 
 fn samples() -> Vec<Sample> {
@@ -65,6 +66,7 @@ fn samples() -> Vec<Sample> {
             name: dir.file_name().unwrap().to_string_lossy().into_owned(),
             is_attack: meta["is_attack"].as_bool().expect("is_attack"),
             victim_exe: meta["victim_exe"].as_str().unwrap_or("").to_string(),
+            windows_pid: meta["windows_pid"].as_u64(),
             dir,
             trace,
         });
@@ -126,6 +128,14 @@ fn committed_samples_attacks_alert_and_benign_stay_quiet() {
                 s.name
             );
             assert!(a.missing_stages.is_empty());
+            if let Some(pid) = s.windows_pid {
+                assert_eq!(
+                    a.process.pid.map(u64::from),
+                    Some(pid),
+                    "{}: victim pid",
+                    s.name
+                );
+            }
             assert!(a.evidence.iter().all(|e| e.event.source.line.is_some()));
         } else {
             let loud: Vec<_> = alerts
