@@ -496,6 +496,7 @@ impl Lab {
 
     fn wine_command(&self, program: &Path, control_windows: &str) -> Command {
         let mut cmd = Command::new(&self.wine);
+        clean_env(&mut cmd);
         cmd.arg(program)
             .env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")
@@ -612,7 +613,9 @@ impl Lab {
         // A fresh wineserver per session: its -d2 output is this run's trace.
         self.kill_server();
         let trace = File::create(&trace_path).map_err(|e| LabError::io(&trace_path, e))?;
-        let server = Command::new(&self.wineserver)
+        let mut server = Command::new(&self.wineserver);
+        clean_env(&mut server);
+        let server = server
             .args(["-f", "-d2"])
             .env("WINEPREFIX", &self.prefix)
             .stdin(Stdio::null())
@@ -1192,4 +1195,15 @@ mod tests {
             other => panic!("expected NotSetUp, got {other:?}"),
         }
     }
+}
+
+/// Lab programs and the traced wineserver start from a scrubbed environment: only what Wine
+/// needs is passed on, so the traces (whose `get_startup_info` replies carry the whole Windows
+/// environment) and dumps never record the caller's environment variables.
+fn clean_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for (key, default) in [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", "/root")] {
+        cmd.env(key, std::env::var_os(key).unwrap_or_else(|| default.into()));
+    }
+    cmd.env("LANG", "C.UTF-8");
 }
