@@ -43,6 +43,7 @@
 
 pub mod access;
 pub mod paths;
+pub mod streams;
 
 #[cfg(windows)]
 mod live;
@@ -57,6 +58,6 @@ pub use live::{
     list_processes, open, own_pid,
 };
 #[cfg(windows)]
-pub use preserve::{DUMP_TYPE, suspend_process, write_minidump};
+pub use preserve::{DUMP_TYPE, running_under_wine, suspend_process, write_minidump};
 #[cfg(windows)]
 pub use privilege::{DebugPrivilege, enable_debug_privilege};
