@@ -61,6 +61,7 @@ mod error;
 pub mod pe_adapter;
 pub mod peb;
 mod types;
+#[cfg(unix)]
 pub mod wine;
 
 pub use error::MemoryError;
@@ -200,6 +201,7 @@ mod tests {
     #[test]
     fn sources_are_send_and_sync() {
         send_sync::<crate::dump::MinidumpSource>();
+        #[cfg(unix)]
         send_sync::<crate::wine::WineProcess>();
         send::<Box<dyn crate::ProcessMemory>>();
     }
