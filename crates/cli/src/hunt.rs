@@ -4,7 +4,8 @@
 //! input is decoded by `preentry-telemetry` (format detected unless `--format`), fed in order to
 //! one `preentry-detect` engine, and each alert is printed as soon as it is complete: a JSON
 //! line (`--json`) or a human summary. A bad input or record is reported on stderr with its file
-//! and line/offset, and the rest is processed. Exit: 0 clean, 1 alerts, 2 any input error.
+//! and line/offset, and the rest is processed. Exit: 1 alerts (even with input errors), else 2 on
+//! any input error, else 0.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -297,10 +298,12 @@ pub fn run(args: &HuntArgs) -> Result<Outcome> {
     } else {
         println!("{summary}");
     }
-    Ok(if errors > 0 || !expand_errors.is_empty() {
-        Outcome::Error
-    } else if printed > 0 {
+    // One rule for every command: alerts (1) win over errors (2), so an alert is never hidden
+    // behind a bad input elsewhere in the run; the errors are still printed.
+    Ok(if printed > 0 {
         Outcome::Findings
+    } else if errors > 0 || !expand_errors.is_empty() {
+        Outcome::Error
     } else {
         Outcome::Clean
     })

@@ -226,7 +226,8 @@ fn bad_inputs_are_named_and_the_rest_is_processed() {
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stdout, stderr) = run(&args, None);
-    assert_eq!(code, 2, "stderr: {stderr}");
+    // Alerts win over errors (exit 1); the errors are still reported on stderr.
+    assert_eq!(code, 1, "stderr: {stderr}");
     let tmp_s = tmp.path().display().to_string();
     let stderr = stderr.replace(&tmp_s, "<tmp>");
     assert!(stderr.contains("<tmp>/events.jsonl:4"), "{stderr}");
@@ -239,6 +240,11 @@ fn bad_inputs_are_named_and_the_rest_is_processed() {
         stdout.contains("\"pid\":2840") || stderr.contains("<tmp>/truncated.evtx"),
         "{stdout}\n{stderr}"
     );
+    // Errors alone, with no alert: exit 2.
+    let pe_only = pe.display().to_string();
+    let (code, stdout, stderr) = run(&["hunt", "--json", &pe_only], None);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stdout.is_empty());
 }
 
 #[test]
