@@ -492,7 +492,7 @@ impl WindowsProcess {
         };
         match regions {
             Ok(r) => {
-                self.memory_ranges = merge(
+                self.memory_ranges = preentry_memory::merge_ranges(
                     r.iter()
                         .filter(|r| r.state == RegionState::Commit && r.protection.readable())
                         .map(|r| r.range())
@@ -555,34 +555,7 @@ impl WindowsProcess {
         {
             match peb::read_peb(self, peb_addr) {
                 Ok(info) => {
-                    self.identity.peb_image_base = Some(info.image_base);
-                    match info.image_path {
-                        Ok(p) => self.identity.image_path = Some(p),
-                        Err(e) => notes.push(format!("PEB ImagePathName unreadable: {e}")),
-                    }
-                    match info.command_line {
-                        Ok(c) => self.identity.command_line = Some(c),
-                        Err(e) => notes.push(format!("PEB CommandLine unreadable: {e}")),
-                    }
-                    self.modules = if info.ldr == 0 {
-                        Availability::unavailable(
-                            "PEB.Ldr is NULL: the loader has not run yet (e.g. a process created suspended)",
-                        )
-                    } else {
-                        match peb::walk_ldr(self, info.ldr) {
-                            Ok(walk) => {
-                                if let Some(why) = walk.stopped {
-                                    notes.push(format!("loader module list incomplete: {why}"));
-                                }
-                                Availability::Available(
-                                    walk.entries.iter().map(|e| e.to_module()).collect(),
-                                )
-                            }
-                            Err(e) => Availability::unavailable(format!(
-                                "loader module list unreadable: {e}"
-                            )),
-                        }
-                    };
+                    self.modules = peb::peb_facts(self, info, &mut notes).apply(&mut self.identity);
                 }
                 Err(e) => {
                     notes.push(format!("PEB at {peb_addr:#x} unreadable: {e}"));
@@ -888,19 +861,6 @@ fn full_image_name(h: &Handle) -> Result<String, io::Error> {
         return Err(last_error());
     }
     Ok(paths::from_wide(buf.get(..n as usize).unwrap_or(&[])))
-}
-
-fn merge(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
-    v.retain(|r| r.start < r.end);
-    v.sort_by_key(|r| r.start);
-    let mut out: Vec<Range<u64>> = Vec::with_capacity(v.len());
-    for r in v {
-        match out.last_mut() {
-            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-            _ => out.push(r),
-        }
-    }
-    out
 }
 
 impl MemoryReader for WindowsProcess {

@@ -178,9 +178,9 @@ pub trait ProcessMemory: MemoryReader + Send {
     }
 }
 
-/// Sorts and merges ranges (empty ones dropped).
-#[allow(dead_code)]
-pub(crate) fn merge_ranges(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
+/// Sorts and merges address ranges (empty ones dropped): the form of
+/// [`ProcessMemory::memory_ranges`] every source returns.
+pub fn merge_ranges(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
     v.retain(|r| r.start < r.end);
     v.sort_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::with_capacity(v.len());

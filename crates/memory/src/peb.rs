@@ -10,7 +10,7 @@
 //! 32-bit (WoW64) PEBs are not supported yet: the sources report [`MemoryError::Unsupported`]
 //! for them instead of reading 64-bit offsets out of a 32-bit structure.
 
-use crate::{MemoryError, MemoryReader, Module};
+use crate::{Availability, MemoryError, MemoryReader, Module, ProcessIdentity};
 
 /// `PEB.ImageBaseAddress` offset (x64).
 pub const PEB_IMAGE_BASE: u64 = 0x10;
@@ -174,6 +174,83 @@ pub struct LdrWalk {
     pub entries: Vec<LdrEntry>,
     /// Why the walk stopped early (unreadable link, cycle, bound reached), if it did.
     pub stopped: Option<String>,
+}
+
+/// What a PEB says about its process, gathered the same way for every source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PebFacts {
+    /// `PEB.ImageBaseAddress`.
+    pub image_base: u64,
+    /// `ProcessParameters.ImagePathName`, when readable and not empty.
+    pub image_path: Option<String>,
+    /// `ProcessParameters.CommandLine`, when readable.
+    pub command_line: Option<String>,
+    /// The loader's module list, or why it is unavailable (`PEB.Ldr` NULL before the loader
+    /// ran, an unreadable list).
+    pub modules: Availability<Vec<Module>>,
+}
+
+impl PebFacts {
+    /// Sets `peb_image_base`, `image_path` and `command_line` of `identity` (leaving fields the
+    /// PEB could not give as they were) and returns the module list.
+    pub fn apply(self, identity: &mut ProcessIdentity) -> Availability<Vec<Module>> {
+        identity.peb_image_base = Some(self.image_base);
+        if self.image_path.is_some() {
+            identity.image_path = self.image_path;
+        }
+        if self.command_line.is_some() {
+            identity.command_line = self.command_line;
+        }
+        self.modules
+    }
+}
+
+/// Gathers [`PebFacts`] from a PEB already read, walking the loader list. Unreadable strings
+/// and an incomplete walk are noted in `notes` as report-ready sentences.
+pub fn peb_facts(
+    mem: &(impl MemoryReader + ?Sized),
+    info: PebInfo,
+    notes: &mut Vec<String>,
+) -> PebFacts {
+    let image_path = match info.image_path {
+        Ok(p) if !p.is_empty() => Some(p),
+        Ok(_) => {
+            notes.push("PEB ImagePathName is empty".into());
+            None
+        }
+        Err(e) => {
+            notes.push(format!("PEB ImagePathName unreadable: {e}"));
+            None
+        }
+    };
+    let command_line = match info.command_line {
+        Ok(c) => Some(c),
+        Err(e) => {
+            notes.push(format!("PEB CommandLine unreadable: {e}"));
+            None
+        }
+    };
+    let modules = if info.ldr == 0 {
+        Availability::unavailable(
+            "PEB.Ldr is NULL: the loader has not run yet (e.g. a process created suspended)",
+        )
+    } else {
+        match walk_ldr(mem, info.ldr) {
+            Ok(walk) => {
+                if let Some(why) = walk.stopped {
+                    notes.push(format!("loader module list incomplete: {why}"));
+                }
+                Availability::Available(walk.entries.iter().map(LdrEntry::to_module).collect())
+            }
+            Err(e) => Availability::unavailable(format!("loader module list unreadable: {e}")),
+        }
+    };
+    PebFacts {
+        image_base: info.image_base,
+        image_path,
+        command_line,
+        modules,
+    }
 }
 
 /// Walks `PEB_LDR_DATA.InLoadOrderModuleList` at `ldr`. Bounded by [`MAX_LDR_ENTRIES`] and

@@ -483,30 +483,7 @@ impl WineProcess {
                 return Ok(());
             }
         };
-        self.identity.peb_image_base = Some(info.image_base);
-        match info.image_path {
-            Ok(p) => self.identity.image_path = Some(p),
-            Err(e) => notes.push(format!("PEB ImagePathName unreadable: {e}")),
-        }
-        match info.command_line {
-            Ok(c) => self.identity.command_line = Some(c),
-            Err(e) => notes.push(format!("PEB CommandLine unreadable: {e}")),
-        }
-        self.modules = if info.ldr == 0 {
-            Availability::unavailable(
-                "PEB.Ldr is NULL: the loader has not run yet (e.g. a process created suspended)",
-            )
-        } else {
-            match peb::walk_ldr(&self.reader(), info.ldr) {
-                Ok(walk) => {
-                    if let Some(why) = walk.stopped {
-                        notes.push(format!("loader module list incomplete: {why}"));
-                    }
-                    Availability::Available(walk.entries.iter().map(|e| e.to_module()).collect())
-                }
-                Err(e) => Availability::unavailable(format!("loader module list unreadable: {e}")),
-            }
-        };
+        self.modules = peb::peb_facts(&self.reader(), info, &mut notes).apply(&mut self.identity);
         self.identity.notes = notes;
         Ok(())
     }
