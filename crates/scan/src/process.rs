@@ -394,8 +394,13 @@ impl Scanner<'_> {
             for r in regions {
                 if let Some(p) = &r.path {
                     have_paths = true;
+                    // A region names the exe either by a host path (live Wine) or by the same
+                    // Windows path the PEB gives (a dump scanned elsewhere, e.g. with
+                    // --disk-root), which names no host file.
+                    let same_windows_path =
+                        !exe_path.is_empty() && p.to_string_lossy().eq_ignore_ascii_case(&exe_path);
                     let pc = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                    if pc == canon {
+                    if same_windows_path || pc == canon {
                         exe_mapped_at.push(r.base);
                     }
                 }
