@@ -126,6 +126,8 @@ finding_kinds! {
     ThreadStartInPrivateMemory => "thread_start_in_private_memory", High, [T1055];
     /// A process that has not reached its entry point holds private executable memory with code in it.
     PreEntryPrivateCode => "pre_entry_private_code", High, [T1055_004, T1055];
+    /// The initial thread, before the process reached its entry point, executes or returns into code outside every image (an early-bird APC after it ran).
+    PreEntryThreadInPrivateCode => "pre_entry_thread_in_private_code", High, [T1055_004, T1055];
 }
 
 impl std::fmt::Display for FindingKind {

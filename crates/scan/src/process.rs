@@ -13,7 +13,8 @@ use preentry_pe::{ArrayEnd, FieldValue, ImageFacts, Layout, NoOutside, PeImage};
 
 use crate::disk::DiskResolver;
 use crate::model::{
-    CallbackFact, Evidence, Finding, FindingKind, ModuleFacts, ProcessReport, Severity, hex_addr,
+    CallbackFact, Evidence, Finding, FindingKind, ModuleFacts, ProcessReport, Severity, T1055,
+    T1055_005, hex_addr,
 };
 
 /// Options of a scan.
@@ -33,6 +34,19 @@ const MAX_IMAGES: usize = 2048;
 const MAX_PRIVATE_REGIONS: usize = 65536;
 /// Bytes of a private executable region sampled for non-zero content.
 const CODE_SAMPLE: u64 = 0x10000;
+/// Bytes of the initial thread's stack, from its stack pointer, searched for return addresses
+/// into code outside every image.
+const STACK_FRAME_SCAN: u64 = 0x10000;
+/// Bytes of the initial thread's stack, from its stack pointer towards its base, searched for a
+/// return address into the main image's code (the proof that the entry point was reached).
+const STACK_ENTRY_SCAN: u64 = 0x10_0000;
+/// Most frames outside every image listed in one finding.
+const MAX_STACK_FRAMES: usize = 16;
+/// How far below an address an enclosing PE header is looked for (64 KiB steps: images are
+/// loaded at allocation-granularity bases).
+const ENCLOSING_PE_SEARCH: u64 = 0x100_0000;
+/// DataDirectory index of the CLR (COM descriptor) header.
+const CLR_DIRECTORY: usize = 14;
 
 /// Where an image came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +284,7 @@ impl Scanner<'_> {
         }
         self.check_threads(&id);
         self.check_pre_entry_code();
+        self.check_initial_thread_code();
     }
 
     /// Gathers images: the module list, the PEB image, MZ headers at private region starts.
@@ -992,6 +1007,232 @@ impl Scanner<'_> {
         }
     }
 
+    /// The base of a PE image whose headers (read from memory) cover `addr`: looked for at the
+    /// 64 KiB-aligned addresses below it, so images the module list and the region list do not
+    /// name (a minidump taken before the loader ran has neither) are still known by content.
+    fn enclosing_pe(&self, addr: u64) -> Option<u64> {
+        let mut base = addr & !0xFFFF;
+        let lowest = addr.saturating_sub(ENCLOSING_PE_SEARCH);
+        while base >= lowest {
+            let mut mz = [0u8; 2];
+            if self.mem.read_exact_at(base, &mut mz).is_ok()
+                && &mz == b"MZ"
+                && let Ok(h) = read_facts(self.mem, base)
+                && addr - base < u64::from(h.size_of_image)
+            {
+                return Some(base);
+            }
+            base = base.checked_sub(0x10000)?;
+        }
+        None
+    }
+
+    /// Whether `addr` is code of the main image: executable memory (live) or, without a
+    /// region list, an executable section of its in-memory section table.
+    fn in_main_code(&self, main: &Image, addr: u64) -> bool {
+        if !main.contains(addr) {
+            return false;
+        }
+        if self.regions().is_some() {
+            return self
+                .region_at(addr)
+                .is_some_and(|r| r.protection.executable());
+        }
+        main.facts
+            .as_ref()
+            .is_some_and(|f| f.classify(addr, main.base).executable == Some(true))
+    }
+
+    /// Whether `addr` lies outside every image in memory that can hold code: live, an executable
+    /// region that is no image mapping; without a region list, any captured memory (whether it
+    /// is executable is not known).
+    fn outside_images_code(&self, addr: u64) -> Option<Option<&Region>> {
+        if self.image_of(addr).is_some() {
+            return None;
+        }
+        let region = if self.regions().is_some() {
+            let r = self.region_at(addr)?;
+            if !r.protection.executable() || r.kind == RegionKind::Image {
+                return None;
+            }
+            Some(r)
+        } else {
+            let captured = self.mem.memory_ranges();
+            let idx = captured.partition_point(|r| r.end <= addr);
+            if !captured.get(idx).is_some_and(|r| r.contains(&addr)) {
+                return None;
+            }
+            None
+        };
+        if self.enclosing_pe(addr).is_some() {
+            return None;
+        }
+        Some(region)
+    }
+
+    /// The initial thread executing injected code before the entry point: its instruction
+    /// pointer, or a return address in the top [`STACK_FRAME_SCAN`] bytes of its stack, lies in
+    /// code outside every image, and no return address into the main image's code lies between
+    /// its stack pointer and its stack base (the entry point has not been called).
+    fn check_initial_thread_code(&mut self) {
+        const CHECK: &str = "pre_entry.initial_thread_code";
+        let Availability::Available(threads) = self.mem.threads() else {
+            return; // listed as pre_entry.threads
+        };
+        let Some(initial) = threads.first().cloned() else {
+            return;
+        };
+        let ctx = match &initial.context {
+            Availability::Available(c) => c.clone(),
+            Availability::Unavailable { reason } => {
+                self.report.skip(CHECK, reason.clone());
+                return;
+            }
+        };
+        if ctx.kind == preentry_memory::ContextKind::PendingInitial {
+            return; // not started: no frame of its own yet (see pre_entry.initial_thread)
+        }
+        let Some(main) = self.images.iter().find(|i| i.main).cloned() else {
+            self.report
+                .skip(CHECK, "the main image (PEB.ImageBaseAddress) is not known");
+            return;
+        };
+        let clr = main.facts.as_ref().is_some_and(|f| {
+            f.data_directories
+                .iter()
+                .any(|d| d.index == CLR_DIRECTORY && d.virtual_address != 0)
+        });
+        if clr {
+            self.report.skip(
+                CHECK,
+                "a .NET exe: its entry point runs in mscoree and JIT code, so the absence of exe \
+                 frames does not mean the entry point was not reached",
+            );
+            return;
+        }
+        let rsp = ctx.rsp;
+        let stack_end = match &initial.stack {
+            Some(s) if s.contains(&rsp) => s.end,
+            _ => rsp.saturating_add(STACK_FRAME_SCAN),
+        };
+        let want = stack_end.saturating_sub(rsp);
+        let Ok(buf) = self.mem.read_range(rsp, want, STACK_ENTRY_SCAN) else {
+            self.report
+                .skip(CHECK, format!("the stack at {rsp:#x} could not be read"));
+            return;
+        };
+        let executable_known = self.regions().is_some();
+        // (address, stack offset or None for rip, region)
+        let mut frames: Vec<(u64, Option<u64>, Option<Region>)> = Vec::new();
+        let mut main_frame: Option<(u64, Option<u64>)> = None;
+        if self.in_main_code(&main, ctx.rip) {
+            main_frame = Some((ctx.rip, None));
+        } else if let Some(region) = self.outside_images_code(ctx.rip) {
+            frames.push((ctx.rip, None, region.cloned()));
+        }
+        let mut scanned: u64 = 0;
+        for (i, q) in buf.bytes.chunks_exact(8).enumerate() {
+            if main_frame.is_some() {
+                break;
+            }
+            let off = u64::try_from(i).unwrap_or(u64::MAX).saturating_mul(8);
+            scanned = off.saturating_add(8);
+            let mut word = [0u8; 8];
+            word.copy_from_slice(q);
+            let v = u64::from_le_bytes(word);
+            if v < 0x10000 {
+                continue;
+            }
+            if main.contains(v) {
+                if self.in_main_code(&main, v) && call_preceded(self.mem, v) {
+                    main_frame = Some((v, Some(off)));
+                }
+                continue;
+            }
+            if off >= STACK_FRAME_SCAN || frames.len() >= MAX_STACK_FRAMES {
+                continue;
+            }
+            // Cheapest tests first: a known image, then one 7-byte read.
+            if self.image_of(v).is_some() || !call_preceded(self.mem, v) {
+                continue;
+            }
+            if let Some(region) = self.outside_images_code(v) {
+                frames.push((v, Some(off), region.cloned()));
+            }
+        }
+        if frames.is_empty() || main_frame.is_some() {
+            return;
+        }
+        let reason = match self.pre_entry.clone() {
+            Some(r) => r,
+            None => format!(
+                "no return address into the code of {} within {scanned:#x} bytes of the initial \
+                 thread's stack ({rsp:#x}..{:#x}): its entry point has not been called",
+                main.name(),
+                rsp.saturating_add(scanned)
+            ),
+        };
+        let first = frames.first().map(|f| f.0).unwrap_or_default();
+        let frame_ev: Vec<Value> = frames
+            .iter()
+            .map(|(addr, off, region)| {
+                let mut e = ev(vec![
+                    ("address", json!(hex_addr(*addr))),
+                    ("stack_offset", json!(off.map(hex_addr))),
+                ]);
+                for (k, v) in region_evidence(region.as_ref()) {
+                    e.insert(k.to_string(), v);
+                }
+                Value::Object(e)
+            })
+            .collect();
+        let context_kind = match ctx.kind {
+            preentry_memory::ContextKind::Captured => "captured",
+            preentry_memory::ContextKind::LastSystemCall => "last_system_call",
+            preentry_memory::ContextKind::PendingInitial => "pending_initial",
+        };
+        let executable_note = if executable_known {
+            "every address lies in executable memory that is no image mapping"
+        } else {
+            "no region list (a Wine minidump): the addresses lie in captured memory outside every \
+             image found by PEB, module list and MZ headers, and follow a call instruction; \
+             whether that memory is executable cannot be decided"
+        };
+        // TLS callbacks outside every image also run injected code on this thread before the
+        // entry point: then the frames may be theirs (T1055.005), not an APC's (T1055.004).
+        let tls_outside: Vec<String> = self
+            .report
+            .modules
+            .iter()
+            .flat_map(|m| m.tls_callbacks.iter())
+            .filter(|c| c.image.is_none())
+            .map(|c| c.address.clone())
+            .collect();
+        let mut finding = Finding::new(
+            FindingKind::PreEntryThreadInPrivateCode,
+            format!(
+                "the initial thread {} runs code outside every image ({first:#x}) before the process reached its entry point",
+                initial.tid
+            ),
+            ev(vec![
+                ("thread", json!(initial.tid)),
+                ("context_kind", json!(context_kind)),
+                ("rip", json!(hex_addr(ctx.rip))),
+                ("rsp", json!(hex_addr(rsp))),
+                ("frames", Value::Array(frame_ev)),
+                ("stack_scanned", json!(hex_addr(scanned))),
+                ("executable_known", json!(executable_known)),
+                ("executable_note", json!(executable_note)),
+                ("pre_entry_reason", json!(reason)),
+                ("tls_callbacks_outside_images", json!(tls_outside)),
+            ]),
+        );
+        if !tls_outside.is_empty() {
+            finding.technique = vec![T1055_005.to_string(), T1055.to_string()];
+        }
+        self.add(finding);
+    }
+
     /// Private executable memory with code before the entry point.
     fn check_pre_entry_code(&mut self) {
         let Some(reason) = self.pre_entry.clone() else {
@@ -1036,6 +1277,51 @@ impl Scanner<'_> {
             ));
         }
     }
+}
+
+/// Whether the instruction ending just before `ret_addr` is a near call (`E8 rel32`, or `FF /2`
+/// in any of its register/memory forms, with or without a REX prefix): the test that tells a
+/// return address from any other pointer on a stack. Reads 7 bytes; unreadable means no.
+fn call_preceded(mem: &dyn ProcessMemory, ret_addr: u64) -> bool {
+    let Some(at) = ret_addr.checked_sub(7) else {
+        return false;
+    };
+    let mut b = [0u8; 7];
+    if mem.read_exact_at(at, &mut b).is_err() {
+        return false;
+    }
+    if b[2] == 0xE8 {
+        return true;
+    }
+    // FF /2: ModRM (and SIB, displacement) decide the length; it must end at ret_addr.
+    [2usize, 3, 4, 6, 7].into_iter().any(|len| {
+        let i = 7 - len;
+        let (Some(&op), Some(&modrm)) = (b.get(i), b.get(i + 1)) else {
+            return false;
+        };
+        if op != 0xFF || (modrm >> 3) & 7 != 2 {
+            return false;
+        }
+        let rm = modrm & 7;
+        let sib_base_disp32 = b.get(i + 2).is_some_and(|sib| sib & 7 == 5);
+        let decoded = match modrm >> 6 {
+            3 => 2,
+            0 if rm == 5 => 6,
+            0 if rm == 4 => {
+                if sib_base_disp32 {
+                    7
+                } else {
+                    3
+                }
+            }
+            0 => 2,
+            1 if rm == 4 => 4,
+            1 => 3,
+            _ if rm == 4 => 7,
+            _ => 6,
+        };
+        decoded == len
+    })
 }
 
 /// One differing field, as evidence text.
@@ -1466,6 +1752,188 @@ mod tests {
         let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
         assert!(k.contains(&FindingKind::TlsCallbackNotExecutable), "{k:?}");
         assert!(k.contains(&FindingKind::TlsCallbackArrayModified), "{k:?}");
+    }
+
+    const STACK: u64 = 0x30_0000;
+    const STACK_TOP: u64 = STACK + 0x1000;
+
+    /// The initial thread blocked in a system call (rip outside the fake's memory, as in a
+    /// DLL the fake does not map), `frames` as the qwords from its stack pointer upwards.
+    fn blocked_initial_thread(p: &mut FakeProcess, frames: &[u64]) {
+        let mut stack = vec![0u8; 0x2000];
+        for (i, f) in frames.iter().enumerate() {
+            let at = 0x1000 + i * 8;
+            stack[at..at + 8].copy_from_slice(&f.to_le_bytes());
+        }
+        p.map(
+            STACK,
+            stack,
+            RegionKind::Private,
+            Protection::READWRITE,
+            None,
+        );
+        p.thread(7, 0x7b00_1234, 0, 0);
+        if let Availability::Available(ctx) = &mut p.threads[0].context {
+            ctx.rsp = STACK_TOP;
+            ctx.kind = preentry_memory::ContextKind::LastSystemCall;
+        }
+        p.threads[0].stack = Some(STACK..STACK + 0x2000);
+    }
+
+    /// Private RWX code as the early-bird APC leaves it: a `call` at +0x100 whose return
+    /// address is +0x105.
+    fn add_injected_code(p: &mut FakeProcess) -> u64 {
+        add_private_rwx(p);
+        p.write(PRIVATE + 0x100, &[0xE8, 0x10, 0x20, 0x00, 0x00]);
+        PRIVATE + 0x105
+    }
+
+    fn thread_code_findings(r: &ProcessReport) -> Vec<&Finding> {
+        r.findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::PreEntryThreadInPrivateCode)
+            .collect()
+    }
+
+    #[test]
+    fn initial_thread_returning_into_injected_code_before_entry() {
+        let img = victim();
+        // The loader ran (module list, PEB.Ldr set), as at the end of loader start-up when
+        // the early-bird APC is delivered.
+        let mut p = process_with(VICTIM, &img, false);
+        let ret = add_injected_code(&mut p);
+        // A pointer into the injected code that no call precedes, the image base and the
+        // entry point (both on a real pre-entry stack, neither a return address), the frame.
+        blocked_initial_thread(&mut p, &[PRIVATE + 0x200, BASE, BASE + 0x1010, ret, 0]);
+        for regions in [true, false] {
+            p.regions_known = regions;
+            let r = scan_process(&p, &opts());
+            let found = thread_code_findings(&r);
+            assert_eq!(found.len(), 1, "regions {regions}: {:#?}", r.findings);
+            let f = found[0];
+            assert_eq!(f.severity, Severity::High);
+            assert!(f.technique.iter().any(|t| t == "T1055.004"));
+            let frames: Vec<&str> = f.evidence["frames"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["address"].as_str()).collect())
+                .unwrap_or_default();
+            assert_eq!(frames, vec![hex_addr(ret).as_str()], "{f:#?}");
+            assert_eq!(f.evidence["executable_known"], json!(regions));
+            assert_eq!(f.evidence["thread"], json!(7));
+        }
+    }
+
+    #[test]
+    fn injected_tls_callback_frames_are_attributed_to_tls() {
+        // tls-array-swap at in-callback: the same frames, but a TLS callback points into the
+        // injected code, which then is the likelier way in (T1055.005, not an APC).
+        let mut img = victim();
+        img.set_callback(0, PRIVATE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = process_with(VICTIM, &img, false);
+        let ret = add_injected_code(&mut p);
+        blocked_initial_thread(&mut p, &[ret, 0]);
+        let r = scan_process(&p, &opts());
+        let found = thread_code_findings(&r);
+        assert_eq!(found.len(), 1, "{:#?}", r.findings);
+        assert_eq!(found[0].technique, vec!["T1055.005", "T1055"]);
+        assert_eq!(
+            found[0].evidence["tls_callbacks_outside_images"],
+            json!([hex_addr(PRIVATE)])
+        );
+    }
+
+    #[test]
+    fn jit_called_from_main_is_not_pre_entry() {
+        // benign-jit: main calls its JIT code, so the stack also holds a return address into
+        // the exe's .text: the entry point was reached.
+        let img = victim();
+        let mut p = process_with(VICTIM, &img, false);
+        let ret = add_injected_code(&mut p);
+        p.write(BASE + 0x1100, &[0xFF, 0x15, 0x00, 0x10, 0x00, 0x00]); // call [rip+0x1000]
+        blocked_initial_thread(&mut p, &[ret, 0, BASE + 0x1106, 0]);
+        for regions in [true, false] {
+            p.regions_known = regions;
+            let r = scan_process(&p, &opts());
+            assert!(
+                thread_code_findings(&r).is_empty(),
+                "regions {regions}: {:#?}",
+                r.findings
+            );
+        }
+        // Without the exe frame the same stack is pre-entry execution of injected code.
+        p.threads.clear();
+        blocked_initial_thread(&mut p, &[ret, 0, 0, 0]);
+        p.regions_known = true;
+        assert_eq!(thread_code_findings(&scan_process(&p, &opts())).len(), 1);
+    }
+
+    #[test]
+    fn return_into_an_unlisted_image_is_not_injected_code() {
+        // A dump taken before the loader ran has no module list and no region list: ntdll is
+        // known only by its MZ header, found below the return address.
+        let img = victim();
+        let mut p = process_with(VICTIM, &img, true);
+        let dll = LoadedImage::map(&file(PAYLOAD), 0x40_0000).unwrap_or_else(|e| panic!("{e}"));
+        p.map(
+            0x40_0000,
+            dll.bytes.clone(),
+            RegionKind::Image,
+            Protection::EXECUTE_READ,
+            Some(corpus(PAYLOAD)),
+        );
+        p.write(0x40_1000, &[0xFF, 0xD0]); // call rax
+        blocked_initial_thread(&mut p, &[0x40_1002, 0]);
+        p.regions_known = false;
+        let r = scan_process(&p, &opts());
+        assert!(thread_code_findings(&r).is_empty(), "{:#?}", r.findings);
+        // Private memory with no header: the same return address is injected code.
+        let ret = add_injected_code(&mut p);
+        p.threads.clear();
+        blocked_initial_thread(&mut p, &[ret, 0]);
+        let r = scan_process(&p, &opts());
+        let found = thread_code_findings(&r);
+        assert_eq!(found.len(), 1, "{:#?}", r.findings);
+        assert_eq!(
+            found[0].evidence["pre_entry_reason"],
+            json!("PEB.Ldr is NULL: the loader has not run")
+        );
+    }
+
+    #[test]
+    fn call_preceded_recognises_near_calls_only() {
+        let mut p = FakeProcess::new(r"C:\x.exe", PEB);
+        let code: Vec<(Vec<u8>, bool)> = vec![
+            (vec![0xE8, 1, 2, 3, 4], true),             // call rel32
+            (vec![0xFF, 0xD0], true),                   // call rax
+            (vec![0x41, 0xFF, 0xD3], true),             // call r11
+            (vec![0xFF, 0x15, 1, 2, 3, 4], true),       // call [rip+disp32]
+            (vec![0xFF, 0x54, 0x24, 0x08], true),       // call [rsp+8]
+            (vec![0xFF, 0x94, 0x24, 1, 2, 0, 0], true), // call [rsp+disp32]
+            (vec![0xFF, 0x50, 0x10], true),             // call [rax+0x10]
+            (vec![0xFF, 0xE0], false),                  // jmp rax
+            (vec![0x48, 0x89, 0xC8], false),            // mov rax, rcx
+            (vec![0xFF, 0x15, 1, 2, 3], false),         // truncated form
+        ];
+        let mut page = vec![0x90u8; 0x1000];
+        let mut rets = Vec::new();
+        for (i, (bytes, want)) in code.iter().enumerate() {
+            let end = 0x10 * (i + 1) + 8;
+            page[end - bytes.len()..end].copy_from_slice(bytes);
+            rets.push((PRIVATE + end as u64, *want));
+        }
+        p.map(
+            PRIVATE,
+            page,
+            RegionKind::Private,
+            Protection::EXECUTE_READ,
+            None,
+        );
+        for (ret, want) in rets {
+            assert_eq!(call_preceded(&p, ret), want, "at {ret:#x}");
+        }
+        assert!(!call_preceded(&p, 3));
+        assert!(!call_preceded(&p, PRIVATE + 2)); // bytes before the region are unreadable
     }
 
     proptest::proptest! {

@@ -1,6 +1,8 @@
 //! Lab tests: every Wine lab scenario, scanned live (through `/proc`) and from a minidump of the
-//! same moment, at the `suspended` checkpoint and again after the payload ran (`in-callback`
-//! for TLS attacks, `at-main` for all). Skips loudly without the lab; fails instead when
+//! same moment, at the `suspended` checkpoint and again after the payload ran (`in-callback`:
+//! the injected TLS callback, the hollowing payload's callback or the early-bird APC is blocked
+//! on the initial thread before `main`; benign controls block in their own TLS callback), and at
+//! `at-main`. Skips loudly without the lab; fails instead when
 //! `PREENTRY_REQUIRE_LAB=1`.
 
 mod common;
@@ -40,11 +42,14 @@ fn scan_dump(lab: &Lab, s: &Session, dir: &Path, tag: &str) -> ProcessReport {
 fn run(scenario: Scenario) {
     let Some(lab) = Lab::from_env() else { return };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut checkpoints = vec![Checkpoint::Suspended];
-    if scenario.uses_tls() {
-        checkpoints.push(Checkpoint::InCallback);
-    }
-    checkpoints.push(Checkpoint::AtMain);
+    // Every scenario holds at `in-callback`: the injected code (TLS attacks, hollowing's payload
+    // callback, early-bird's APC at the end of loader start-up) or, for benign controls and
+    // the plain victims, their own TLS callback, has run and is blocked; `main` has not run.
+    let checkpoints = [
+        Checkpoint::Suspended,
+        Checkpoint::InCallback,
+        Checkpoint::AtMain,
+    ];
     let mut session = lab
         .start(scenario, Checkpoint::Suspended)
         .unwrap_or_else(|e| panic!("{scenario}: start: {e}"));

@@ -8,7 +8,11 @@ use preentry_scan::{FindingKind, ProcessReport, Severity};
 
 /// Kinds decided from memory contents and the disk file alone, so a live scan and a scan of a
 /// Wine minidump (no region list) of the same moment must agree on them.
+/// `pre_entry_thread_in_private_code` is decided live with the region list (executable memory
+/// outside every image) and from a dump by contents (outside every image, after a call
+/// instruction); the two must still agree.
 pub const CONTENT_KINDS: &[FindingKind] = &[
+    FindingKind::PreEntryThreadInPrivateCode,
     FindingKind::TlsDirectoryModified,
     FindingKind::TlsDataDirectoryModified,
     FindingKind::TlsCallbackArrayModified,
@@ -120,6 +124,19 @@ pub fn check(
         "early-bird-apc" => {
             if !tls_kinds(r).is_empty() {
                 return fail("TLS finding in an APC-only scenario");
+            }
+            if checkpoint == "in-callback" {
+                // The APC ran on the initial thread and is blocked in the injected code.
+                let seen = r.findings.iter().any(|f| {
+                    f.kind == FindingKind::PreEntryThreadInPrivateCode
+                        && f.severity == Severity::High
+                        && f.technique.iter().any(|t| t == "T1055.004")
+                        && f.evidence.get("executable_known").and_then(|v| v.as_bool())
+                            == Some(regions)
+                });
+                if !seen {
+                    return fail("no pre_entry_thread_in_private_code");
+                }
             }
             if checkpoint == "suspended" {
                 if regions && !has(r, FindingKind::PreEntryPrivateCode) {
