@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use minidump_synth::{
     DumpString, ListStream, Memory, MemoryInfo, MiscStream, Module as SynthModule, SectionExtra,
-    SynthMinidump, SystemInfo, amd64_context,
+    SynthMinidump, SystemInfo,
 };
 use preentry_memory::dump::MinidumpSource;
 use preentry_pe::synth::{LoadedImage, TlsField};
