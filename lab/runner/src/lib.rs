@@ -1111,6 +1111,17 @@ impl Drop for Session {
     }
 }
 
+/// Lab programs and the traced wineserver start from a scrubbed environment: only what Wine
+/// needs is passed on, so the traces (whose `get_startup_info` replies carry the whole Windows
+/// environment) and dumps never record the caller's environment variables.
+fn clean_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for (key, default) in [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", "/root")] {
+        cmd.env(key, std::env::var_os(key).unwrap_or_else(|| default.into()));
+    }
+    cmd.env("LANG", "C.UTF-8");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1195,15 +1206,4 @@ mod tests {
             other => panic!("expected NotSetUp, got {other:?}"),
         }
     }
-}
-
-/// Lab programs and the traced wineserver start from a scrubbed environment: only what Wine
-/// needs is passed on, so the traces (whose `get_startup_info` replies carry the whole Windows
-/// environment) and dumps never record the caller's environment variables.
-fn clean_env(cmd: &mut Command) {
-    cmd.env_clear();
-    for (key, default) in [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", "/root")] {
-        cmd.env(key, std::env::var_os(key).unwrap_or_else(|| default.into()));
-    }
-    cmd.env("LANG", "C.UTF-8");
 }
