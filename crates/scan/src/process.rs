@@ -457,7 +457,10 @@ impl Scanner<'_> {
         let region_private_writable_exec = region
             .as_ref()
             .is_some_and(|r| r.kind == RegionKind::Private && r.protection.writable());
-        let hollowed = !mismatch_fields.is_empty()
+        // A file rebuilt or updated since the process started differs from the loaded image in
+        // its link time stamp only: that alone is not a different image.
+        let structural_mismatch = mismatch_fields.iter().any(|f| f.field != TIME_DATE_STAMP);
+        let hollowed = structural_mismatch
             || (region.is_some() && !backed_by_exe && region_private_writable_exec);
         if hollowed {
             let mut e = vec![
@@ -503,30 +506,47 @@ impl Scanner<'_> {
         if !mismatch_fields.is_empty()
             && let Ok(d) = &disk
         {
-            self.add(Finding::new(
-                FindingKind::MainImageMismatch,
-                format!(
-                    "the main image at {base:#x} does not match {}: {}",
-                    d.path.display(),
-                    mismatch_fields
-                        .iter()
-                        .map(|f| f.field.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                ev(vec![
-                    ("image_base", json!(hex_addr(base))),
-                    ("exe_path", json!(exe_path)),
-                    ("disk_file", json!(d.path.display().to_string())),
-                    (
-                        "fields",
-                        json!(mismatch_fields
+            let fields = mismatch_fields
+                .iter()
+                .map(|f| f.field.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (summary, severity) = if structural_mismatch {
+                (
+                    format!(
+                        "the main image at {base:#x} does not match {}: {fields}",
+                        d.path.display()
+                    ),
+                    FindingKind::MainImageMismatch.default_severity(),
+                )
+            } else {
+                (
+                    format!(
+                        "the main image at {base:#x} differs from {} only in its link time stamp: the file was rebuilt or replaced after the process started, or is not the file it ran from",
+                        d.path.display()
+                    ),
+                    Severity::Medium,
+                )
+            };
+            self.add(
+                Finding::new(
+                    FindingKind::MainImageMismatch,
+                    summary,
+                    ev(vec![
+                        ("image_base", json!(hex_addr(base))),
+                        ("exe_path", json!(exe_path)),
+                        ("disk_file", json!(d.path.display().to_string())),
+                        (
+                            "fields",
+                            json!(mismatch_fields
                             .iter()
                             .map(|f| json!({"field": f.field, "disk": f.disk, "memory": f.memory}))
                             .collect::<Vec<_>>()),
-                    ),
-                ]),
-            ));
+                        ),
+                    ]),
+                )
+                .with_severity(severity),
+            );
         }
         if have_paths && exe_host.is_some() && exe_mapped_at.is_empty() {
             self.add(Finding::new(
@@ -1347,11 +1367,14 @@ impl FieldDiff {
 }
 
 /// Fields whose difference means "a different image", not a patched header.
+/// The link time stamp: an identity field, but on its own it does not make another image.
+const TIME_DATE_STAMP: &str = "file_header.time_date_stamp";
+
 fn is_identity_field(field: &str) -> bool {
     field == "optional_header.size_of_image"
         || field == "file_header.number_of_sections"
         || field == "file_header.machine"
-        || field == "file_header.time_date_stamp"
+        || field == TIME_DATE_STAMP
         || (field.starts_with("section[")
             && (field.ends_with(']')
                 || field.ends_with(".virtual_address")
@@ -1463,6 +1486,33 @@ mod tests {
         assert_eq!(main.tls_callbacks.len(), 1, "{main:?}");
         assert_eq!(main.tls_callbacks[0].section.as_deref(), Some(".text"));
         assert!(main.disk_file.is_some());
+    }
+
+    #[test]
+    fn time_stamp_only_difference_is_not_hollowing() {
+        // The file on disk was relinked after the process started: same layout, new time stamp.
+        let mut img = victim();
+        let e_lfanew = u64::from(u32::from_le_bytes(
+            img.bytes[0x3c..0x40].try_into().unwrap_or_default(),
+        ));
+        let stamp = e_lfanew + 8;
+        let old = u32::from_le_bytes(
+            img.bytes[stamp as usize..stamp as usize + 4]
+                .try_into()
+                .unwrap_or_default(),
+        );
+        img.write_width(stamp, 4, u64::from(old ^ 0x5a5a));
+        let p = process_with(VICTIM, &img, false);
+        let r = scan_process(&p, &opts());
+        let k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        assert!(!k.contains(&FindingKind::HollowedImage), "{k:?}");
+        let m = r
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::MainImageMismatch)
+            .unwrap_or_else(|| panic!("no main_image_mismatch in {k:?}"));
+        assert_eq!(m.severity, Severity::Medium);
+        assert!(m.summary.contains("time stamp"), "{}", m.summary);
     }
 
     #[test]
