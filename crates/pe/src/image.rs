@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use object::LittleEndian as LE;
 use object::pe;
+use object::read::pe::ImageOptionalHeader;
 use serde::Serialize;
 
 use crate::error::PeError;
@@ -375,13 +376,13 @@ impl<'a> PeImage<'a> {
                 let len = size_of::<pe::ImageOptionalHeader32>();
                 let raw = hdr(opt_off, len, "optional header")?;
                 let o: &pe::ImageOptionalHeader32 = pod(&raw, opt_off, "optional header")?;
-                (Format::Pe32, optional32(o), opt_off + len as u64)
+                (Format::Pe32, optional(o), opt_off + len as u64)
             }
             pe::IMAGE_NT_OPTIONAL_HDR64_MAGIC => {
                 let len = size_of::<pe::ImageOptionalHeader64>();
                 let raw = hdr(opt_off, len, "optional header")?;
                 let o: &pe::ImageOptionalHeader64 = pod(&raw, opt_off, "optional header")?;
-                (Format::Pe32Plus, optional64(o), opt_off + len as u64)
+                (Format::Pe32Plus, optional(o), opt_off + len as u64)
             }
             other => {
                 return Err(PeError::BadMagic {
@@ -746,73 +747,39 @@ fn pod<'b, T: object::Pod>(
         })
 }
 
-fn optional32(o: &pe::ImageOptionalHeader32) -> OptionalHeader {
+/// The optional header of either width, through object's width-generic accessors.
+fn optional(o: &impl ImageOptionalHeader) -> OptionalHeader {
     OptionalHeader {
-        magic: o.magic.get(LE),
-        major_linker_version: o.major_linker_version,
-        minor_linker_version: o.minor_linker_version,
-        size_of_code: o.size_of_code.get(LE),
-        size_of_initialized_data: o.size_of_initialized_data.get(LE),
-        size_of_uninitialized_data: o.size_of_uninitialized_data.get(LE),
-        address_of_entry_point: o.address_of_entry_point.get(LE),
-        base_of_code: o.base_of_code.get(LE),
-        base_of_data: Some(o.base_of_data.get(LE)),
-        image_base: o.image_base.get(LE).into(),
-        section_alignment: o.section_alignment.get(LE),
-        file_alignment: o.file_alignment.get(LE),
-        major_operating_system_version: o.major_operating_system_version.get(LE),
-        minor_operating_system_version: o.minor_operating_system_version.get(LE),
-        major_image_version: o.major_image_version.get(LE),
-        minor_image_version: o.minor_image_version.get(LE),
-        major_subsystem_version: o.major_subsystem_version.get(LE),
-        minor_subsystem_version: o.minor_subsystem_version.get(LE),
-        win32_version_value: o.win32_version_value.get(LE),
-        size_of_image: o.size_of_image.get(LE),
-        size_of_headers: o.size_of_headers.get(LE),
-        check_sum: o.check_sum.get(LE),
-        subsystem: o.subsystem.get(LE).0,
-        dll_characteristics: o.dll_characteristics.get(LE).0,
-        size_of_stack_reserve: o.size_of_stack_reserve.get(LE).into(),
-        size_of_stack_commit: o.size_of_stack_commit.get(LE).into(),
-        size_of_heap_reserve: o.size_of_heap_reserve.get(LE).into(),
-        size_of_heap_commit: o.size_of_heap_commit.get(LE).into(),
-        loader_flags: o.loader_flags.get(LE),
-        number_of_rva_and_sizes: o.number_of_rva_and_sizes.get(LE),
-    }
-}
-
-fn optional64(o: &pe::ImageOptionalHeader64) -> OptionalHeader {
-    OptionalHeader {
-        magic: o.magic.get(LE),
-        major_linker_version: o.major_linker_version,
-        minor_linker_version: o.minor_linker_version,
-        size_of_code: o.size_of_code.get(LE),
-        size_of_initialized_data: o.size_of_initialized_data.get(LE),
-        size_of_uninitialized_data: o.size_of_uninitialized_data.get(LE),
-        address_of_entry_point: o.address_of_entry_point.get(LE),
-        base_of_code: o.base_of_code.get(LE),
-        base_of_data: None,
-        image_base: o.image_base.get(LE),
-        section_alignment: o.section_alignment.get(LE),
-        file_alignment: o.file_alignment.get(LE),
-        major_operating_system_version: o.major_operating_system_version.get(LE),
-        minor_operating_system_version: o.minor_operating_system_version.get(LE),
-        major_image_version: o.major_image_version.get(LE),
-        minor_image_version: o.minor_image_version.get(LE),
-        major_subsystem_version: o.major_subsystem_version.get(LE),
-        minor_subsystem_version: o.minor_subsystem_version.get(LE),
-        win32_version_value: o.win32_version_value.get(LE),
-        size_of_image: o.size_of_image.get(LE),
-        size_of_headers: o.size_of_headers.get(LE),
-        check_sum: o.check_sum.get(LE),
-        subsystem: o.subsystem.get(LE).0,
-        dll_characteristics: o.dll_characteristics.get(LE).0,
-        size_of_stack_reserve: o.size_of_stack_reserve.get(LE),
-        size_of_stack_commit: o.size_of_stack_commit.get(LE),
-        size_of_heap_reserve: o.size_of_heap_reserve.get(LE),
-        size_of_heap_commit: o.size_of_heap_commit.get(LE),
-        loader_flags: o.loader_flags.get(LE),
-        number_of_rva_and_sizes: o.number_of_rva_and_sizes.get(LE),
+        magic: o.magic(),
+        major_linker_version: o.major_linker_version(),
+        minor_linker_version: o.minor_linker_version(),
+        size_of_code: o.size_of_code(),
+        size_of_initialized_data: o.size_of_initialized_data(),
+        size_of_uninitialized_data: o.size_of_uninitialized_data(),
+        address_of_entry_point: o.address_of_entry_point(),
+        base_of_code: o.base_of_code(),
+        base_of_data: o.base_of_data(),
+        image_base: o.image_base(),
+        section_alignment: o.section_alignment(),
+        file_alignment: o.file_alignment(),
+        major_operating_system_version: o.major_operating_system_version(),
+        minor_operating_system_version: o.minor_operating_system_version(),
+        major_image_version: o.major_image_version(),
+        minor_image_version: o.minor_image_version(),
+        major_subsystem_version: o.major_subsystem_version(),
+        minor_subsystem_version: o.minor_subsystem_version(),
+        win32_version_value: o.win32_version_value(),
+        size_of_image: o.size_of_image(),
+        size_of_headers: o.size_of_headers(),
+        check_sum: o.check_sum(),
+        subsystem: o.subsystem().0,
+        dll_characteristics: o.dll_characteristics().0,
+        size_of_stack_reserve: o.size_of_stack_reserve(),
+        size_of_stack_commit: o.size_of_stack_commit(),
+        size_of_heap_reserve: o.size_of_heap_reserve(),
+        size_of_heap_commit: o.size_of_heap_commit(),
+        loader_flags: o.loader_flags(),
+        number_of_rva_and_sizes: o.number_of_rva_and_sizes(),
     }
 }
 
