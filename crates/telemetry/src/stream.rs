@@ -148,18 +148,41 @@ impl EventStream {
         }
     }
 
+    /// The source itself failed: counted, queued; an I/O error ends the stream.
+    fn source_error(&mut self, e: DecodeError) {
+        self.stats.errors += 1;
+        if matches!(e, DecodeError::Io { .. }) {
+            self.done = true;
+        }
+        self.pending.push_back(Err(e));
+    }
+
+    /// A `what` (line or record) that is not UTF-8: counted as a record in error, queued.
+    fn not_utf8(
+        &mut self,
+        path: String,
+        line: u64,
+        offset: u64,
+        what: &str,
+        e: std::str::Utf8Error,
+    ) {
+        self.stats.records += 1;
+        self.stats.errors += 1;
+        self.pending.push_back(Err(DecodeError::Record {
+            path,
+            line: Some(line),
+            offset: Some(offset),
+            record: None,
+            message: format!("{what} is not UTF-8: {e}"),
+        }));
+    }
+
     fn pull(&mut self) {
         let path = self.path.clone();
         match &mut self.source {
             Source::Lines(s) => match s.next_line(&path) {
                 None => self.done = true,
-                Some(Err(e)) => {
-                    self.stats.errors += 1;
-                    if matches!(e, DecodeError::Io { .. }) {
-                        self.done = true;
-                    }
-                    self.pending.push_back(Err(e));
-                }
+                Some(Err(e)) => self.source_error(e),
                 Some(Ok((line, offset))) => {
                     let text = std::mem::take(&mut s.buf);
                     match std::str::from_utf8(&text) {
@@ -181,17 +204,7 @@ impl EventStream {
                                 });
                             }
                         }
-                        Err(e) => {
-                            self.stats.records += 1;
-                            self.stats.errors += 1;
-                            self.pending.push_back(Err(DecodeError::Record {
-                                path,
-                                line: Some(line),
-                                offset: Some(offset),
-                                record: None,
-                                message: format!("line is not UTF-8: {e}"),
-                            }));
-                        }
+                        Err(e) => self.not_utf8(path, line, offset, "line", e),
                     }
                     if let Source::Lines(s) = &mut self.source {
                         s.buf = text;
@@ -200,13 +213,7 @@ impl EventStream {
             },
             Source::JsonDoc(s) => match s.next_record(&path) {
                 None => self.done = true,
-                Some(Err(e)) => {
-                    self.stats.errors += 1;
-                    if matches!(e, DecodeError::Io { .. }) {
-                        self.done = true;
-                    }
-                    self.pending.push_back(Err(e));
-                }
+                Some(Err(e)) => self.source_error(e),
                 Some(Ok((line, offset))) => {
                     let text = std::mem::take(&mut s.buf);
                     match std::str::from_utf8(&text) {
@@ -216,17 +223,7 @@ impl EventStream {
                             offset: Some(offset),
                             record_id: None,
                         }),
-                        Err(e) => {
-                            self.stats.records += 1;
-                            self.stats.errors += 1;
-                            self.pending.push_back(Err(DecodeError::Record {
-                                path,
-                                line: Some(line),
-                                offset: Some(offset),
-                                record: None,
-                                message: format!("record is not UTF-8: {e}"),
-                            }));
-                        }
+                        Err(e) => self.not_utf8(path, line, offset, "record", e),
                     }
                     if let Source::JsonDoc(s) = &mut self.source {
                         s.buf = text;
