@@ -593,26 +593,32 @@ fn missing<T>(what: &str, flags: u32) -> Availability<T> {
     ))
 }
 
-fn context_groups(flags: u32) -> (bool, bool) {
-    (flags & CONTEXT_CONTROL != 0, flags & CONTEXT_INTEGER != 0)
+/// The instruction pointer (needs CONTEXT_CONTROL) and whether the whole register set
+/// (CONTEXT_CONTROL and CONTEXT_INTEGER) was captured; when it was not, why.
+fn captured_groups(
+    flags: u32,
+    ip: u64,
+) -> (Availability<u64>, Result<(), Availability<ThreadContext>>) {
+    let (control, integer) = (flags & CONTEXT_CONTROL != 0, flags & CONTEXT_INTEGER != 0);
+    let ip = if control {
+        Availability::Available(ip)
+    } else {
+        missing("CONTEXT_CONTROL", flags)
+    };
+    let whole = match (control, integer) {
+        (true, true) => Ok(()),
+        (true, false) => Err(missing("CONTEXT_INTEGER", flags)),
+        (false, _) => Err(missing("CONTEXT_CONTROL", flags)),
+    };
+    (ip, whole)
 }
 
 fn convert_context(raw: &MinidumpRawContext) -> (Availability<u64>, Availability<ThreadContext>) {
     match raw {
         MinidumpRawContext::Amd64(c) => {
-            let (control, integer) = context_groups(c.context_flags);
-            let ip = if control {
-                Availability::Available(c.rip)
-            } else {
-                missing("CONTEXT_CONTROL", c.context_flags)
-            };
-            if !(control && integer) {
-                let what = if control {
-                    "CONTEXT_INTEGER"
-                } else {
-                    "CONTEXT_CONTROL"
-                };
-                return (ip, missing(what, c.context_flags));
+            let (ip, whole) = captured_groups(c.context_flags, c.rip);
+            if let Err(why) = whole {
+                return (ip, why);
             }
             let ctx = ThreadContext {
                 rip: c.rip,
@@ -634,19 +640,9 @@ fn convert_context(raw: &MinidumpRawContext) -> (Availability<u64>, Availability
             (ip, Availability::Available(ctx))
         }
         MinidumpRawContext::X86(c) => {
-            let (control, integer) = context_groups(c.context_flags);
-            let ip = if control {
-                Availability::Available(u64::from(c.eip))
-            } else {
-                missing("CONTEXT_CONTROL", c.context_flags)
-            };
-            if !(control && integer) {
-                let what = if control {
-                    "CONTEXT_INTEGER"
-                } else {
-                    "CONTEXT_CONTROL"
-                };
-                return (ip, missing(what, c.context_flags));
+            let (ip, whole) = captured_groups(c.context_flags, u64::from(c.eip));
+            if let Err(why) = whole {
+                return (ip, why);
             }
             let ctx = ThreadContext {
                 rip: u64::from(c.eip),
